@@ -1,0 +1,5 @@
+import sys
+
+from pada.cli import main
+
+sys.exit(main())
