@@ -1,0 +1,427 @@
+"""Run untrusted, model-written Python (HumanEval / MBPP scoring) in a throw-away sandbox.
+
+Why: the SLM and the generator LLM write code we then execute to score it. That code may loop
+forever, eat memory, fork-bomb, read secrets from the environment, or write anywhere. Every run
+therefore happens in a separate process with:
+
+* bubblewrap (`bwrap`) namespaces: no network (own empty network namespace, only `lo`), own PID
+  namespace (everything dies with the sandbox), private tmpfs `/tmp`, the system and the Python
+  install mounted read-only, and one throw-away directory mounted read-write as cwd and $HOME;
+* when we are root: a fresh, unused uid/gid per run with no capabilities, so the program can't
+  write host files even where a mount would allow it, and RLIMIT_NPROC really applies (the kernel
+  ignores it for root);
+* rlimits: address space (memory), CPU seconds, processes, file size, open files, no core dumps;
+* a wall-clock timeout that kills the whole process group;
+* a clean environment: no API keys or proxies leak from ours.
+
+Without bwrap we refuse (`SandboxUnavailable`) unless the caller opts out with
+`allow_unsandboxed=True` or PADA_ALLOW_UNSANDBOXED=1; then only the rlimits, the timeout, the
+temp dir and the clean environment protect us, and the result says `sandboxed=False`.
+
+Cost: one bwrap + one Python start per call (tens of ms, see `run_python`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from pada.errors import PadaError
+
+OUTPUT_LIMIT_BYTES = 64 * 1024  # per stream: enough for any traceback, small enough to store
+FILE_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # RLIMIT_FSIZE and the size of the private /tmp
+PROCESS_LIMIT = 64  # RLIMIT_NPROC (processes + threads of the sandbox uid); tests need ~1
+OPEN_FILES_LIMIT = 256
+CPU_GRACE_S = 1  # RLIMIT_CPU = ceil(timeout) + this: the wall clock should normally fire first
+SANDBOX_DIR = "/sandbox"  # where the throw-away dir appears inside the sandbox
+PROGRAM_NAME = "program.py"
+# Per-run uids come from a range no real account uses (well above subuid/container ranges that
+# start at 100000, below 2**31 for tools that store uids as signed ints).
+_UID_BASE = 1_800_000_000
+_UID_SPAN = 100_000_000
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
+
+
+class SandboxUnavailable(PadaError):
+    """No working bubblewrap sandbox, and the caller did not opt out of sandboxing."""
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What one sandboxed run did.
+
+    `returncode` follows the shell convention (128+N when killed by signal N) and is None when
+    we killed the run for exceeding the wall-clock timeout. stdout/stderr are decoded as UTF-8
+    (bad bytes replaced) and cut to OUTPUT_LIMIT_BYTES each.
+    """
+
+    passed: bool  # exit code 0 and not timed out
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    sandboxed: bool
+
+
+def _find_bwrap() -> str | None:
+    """Path of the bubblewrap binary, or None. Tests monkeypatch this to simulate its absence."""
+    return shutil.which("bwrap")
+
+
+def _unsandboxed_allowed(allow_unsandboxed: bool) -> bool:
+    return allow_unsandboxed or os.environ.get("PADA_ALLOW_UNSANDBOXED", "") == "1"
+
+
+def _missing_bwrap_message() -> str:
+    return (
+        "Running model-written code needs the bubblewrap sandbox, but `bwrap` is not on PATH. "
+        "Install it (`apt-get install bubblewrap`), or set PADA_ALLOW_UNSANDBOXED=1 to run the "
+        "code without a sandbox (at your own risk: it can then read your files and use the network)."
+    )
+
+
+def run_python(
+    program: str,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    allow_unsandboxed: bool = False,
+) -> SandboxResult:
+    """Run `program` (Python source) with this interpreter in a sandbox; return what happened.
+
+    Inputs: the full program (e.g. solution + unit tests), a wall-clock timeout, a memory cap
+    (address space, so leave room: Python itself maps ~30 MB, numpy more).
+    Raises SandboxUnavailable when bwrap is missing (and no opt-out) or fails to start.
+    Cost: ~one Python start-up plus a few ms of bwrap, per call.
+    """
+    bwrap = _find_bwrap()
+    if bwrap is None and not _unsandboxed_allowed(allow_unsandboxed):
+        raise SandboxUnavailable(_missing_bwrap_message())
+    workdir = Path(tempfile.mkdtemp(prefix="pada-sandbox-"))
+    try:
+        program_path = workdir / PROGRAM_NAME
+        program_path.write_text(program, encoding="utf-8")
+        if bwrap is None:
+            return _run_unsandboxed(program_path, timeout_s, memory_mb)
+        return _run_in_bwrap(bwrap, workdir, timeout_s, memory_mb)
+    finally:
+        _remove_tree(workdir)
+
+
+def sandbox_available() -> bool:
+    """True when bwrap is installed and can start a sandbox here (checked once per bwrap path)."""
+    bwrap = _find_bwrap()
+    return bwrap is not None and _probe_bwrap(bwrap) is None
+
+
+@lru_cache(maxsize=4)
+def _probe_bwrap(bwrap: str) -> str | None:
+    """Start one trivial sandbox; return bwrap's error text if that fails, else None."""
+    try:
+        run_python("pass", timeout_s=30.0, memory_mb=512)
+    except SandboxUnavailable as error:
+        return str(error)
+    return None
+
+
+# --- the sandboxed run -------------------------------------------------------------------------
+
+
+def _run_in_bwrap(bwrap: str, workdir: Path, timeout_s: float, memory_mb: int) -> SandboxResult:
+    uid = _sandbox_uid()
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+        os.chown(workdir / PROGRAM_NAME, uid, uid)
+    status_read, status_write = os.pipe()
+    argv = _bwrap_argv(bwrap, workdir, uid, status_fd=status_write)
+    try:
+        outcome = _spawn_and_collect(argv, _clean_env(SANDBOX_DIR), None, timeout_s, memory_mb, pass_fds=(status_write,))
+    finally:
+        os.close(status_write)
+        status = _read_all(status_read)
+    returncode, stdout, stderr, timed_out = outcome
+    if not timed_out and returncode != 0 and '"exit-code"' not in status:
+        # bwrap reports "exit-code" only once the program has run; without it, bwrap itself failed.
+        raise SandboxUnavailable(
+            f"bubblewrap could not start a sandbox: {stderr.strip() or f'exit status {returncode}'}. "
+            "Check that user namespaces are allowed here, or set PADA_ALLOW_UNSANDBOXED=1 to run "
+            "model-written code without a sandbox (at your own risk)."
+        )
+    return _result(returncode, stdout, stderr, timed_out, sandboxed=True)
+
+
+def _sandbox_uid() -> int | None:
+    """A fresh, unused uid for this run when we are root (so limits and permissions bite), else None.
+
+    As a normal user bwrap maps only our own uid, so the program runs as us (still confined by
+    the mounts and namespaces).
+    """
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return None
+    return _UID_BASE + secrets.randbelow(_UID_SPAN)
+
+
+def _bwrap_argv(bwrap: str, workdir: Path, uid: int | None, status_fd: int) -> list[str]:
+    """The bwrap command line: read-only system + Python, private /tmp, workdir as cwd, no net."""
+    argv = [bwrap, "--json-status-fd", str(status_fd), "--die-with-parent", "--new-session"]
+    if uid is None:
+        argv += ["--unshare-all"]  # includes a user namespace: needed when we are not root
+    else:
+        # As root, no user namespace: setpriv below switches to a real unprivileged uid instead.
+        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    argv += ["--hostname", "sandbox"]
+    argv += _readonly_mount_args()
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--perms", "1777", "--size", str(FILE_SIZE_LIMIT_BYTES), "--tmpfs", "/tmp"]
+    argv += ["--bind", str(workdir), SANDBOX_DIR, "--chdir", SANDBOX_DIR, "--clearenv"]
+    for name, value in _clean_env(SANDBOX_DIR).items():
+        argv += ["--setenv", name, value]
+    argv += ["--"]
+    if uid is not None:
+        argv += [
+            shutil.which("setpriv") or "setpriv",
+            f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+        ]
+    argv += _python_argv(f"{SANDBOX_DIR}/{PROGRAM_NAME}")
+    return argv
+
+
+@lru_cache(maxsize=1)
+def _readonly_mount_args() -> tuple[str, ...]:
+    """Mount the system dirs and this Python (venv and its base install) read-only.
+
+    Only what the interpreter needs is visible: the rest of the host (home dirs, the repo,
+    data) does not exist inside. Directories bwrap creates on the way to a mount default to
+    mode 0700, which an unprivileged uid can't traverse, so we create them 0755 first.
+    """
+    args: list[str] = []
+    for path in _SYSTEM_DIRS:
+        if os.path.islink(path):  # merged /usr: /bin -> usr/bin
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    python_roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    python_roots.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    python_roots.update({sys.prefix, os.path.dirname(os.path.dirname(sys.executable))})  # venv path as named
+    roots = _outermost(path for path in python_roots if not _under_system_dir(path))
+    created: set[str] = set()
+    for root in roots:
+        for parent in _ancestors(root):
+            if parent not in created:
+                created.add(parent)
+                args += ["--perms", "0755", "--dir", parent]
+        args += ["--ro-bind", root, root]
+    return tuple(args)
+
+
+def _under_system_dir(path: str) -> bool:
+    return any(path == top or path.startswith(top + "/") for top in _SYSTEM_DIRS)
+
+
+def _outermost(paths) -> list[str]:
+    """Drop paths that sit inside another path of the set (one bind covers them)."""
+    unique = sorted(set(paths))
+    kept: list[str] = []
+    for path in unique:
+        if not any(path.startswith(outer + "/") for outer in kept):
+            kept.append(path)
+    return kept
+
+
+def _ancestors(path: str) -> list[str]:
+    """'/a/b/c' -> ['/a', '/a/b'] (top-down, excluding / and the path itself)."""
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+# --- the unsandboxed fallback ------------------------------------------------------------------
+
+
+def _run_unsandboxed(program_path: Path, timeout_s: float, memory_mb: int) -> SandboxResult:
+    """Opt-out path: rlimits, timeout, temp dir and a clean environment only."""
+    workdir = str(program_path.parent)
+    argv = _python_argv(str(program_path))
+    returncode, stdout, stderr, timed_out = _spawn_and_collect(argv, _clean_env(workdir), workdir, timeout_s, memory_mb)
+    return _result(returncode, stdout, stderr, timed_out, sandboxed=False)
+
+
+# --- shared helpers ----------------------------------------------------------------------------
+
+
+def _python_argv(program_path: str) -> list[str]:
+    # -I: ignore PYTHON* env vars, user site-packages and the script's dir on sys.path;
+    # -B: no .pyc files (PYTHONDONTWRITEBYTECODE is ignored under -I).
+    return [sys.executable, "-I", "-B", program_path]
+
+
+def _clean_env(home: str) -> dict[str, str]:
+    """The whole environment the program gets: nothing inherited from ours (API keys, proxies)."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": "/tmp" if home == SANDBOX_DIR else home,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+    }
+
+
+def _limits_setter(timeout_s: float, memory_mb: int):
+    """preexec_fn for the child: rlimits (inherited by bwrap and the program) and no core dumps."""
+    cpu_s = math.ceil(timeout_s) + CPU_GRACE_S
+    limits = {
+        resource.RLIMIT_AS: memory_mb * 1024 * 1024,
+        resource.RLIMIT_CPU: cpu_s,
+        resource.RLIMIT_NPROC: PROCESS_LIMIT,
+        resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT_BYTES,
+        resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT,
+        resource.RLIMIT_CORE: 0,
+    }
+
+    def set_limits() -> None:
+        for kind, value in limits.items():
+            soft, hard = resource.getrlimit(kind)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(kind, (value, value))
+
+    return set_limits
+
+
+def _spawn_and_collect(argv, env, cwd, timeout_s, memory_mb, pass_fds=()):
+    """Start argv in its own process group; read its output (capped) until exit or the deadline.
+
+    Returns (returncode, stdout, stderr, timed_out); returncode is None after a timeout kill.
+    """
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,  # own process group, so a timeout kill reaches every child
+        preexec_fn=_limits_setter(timeout_s, memory_mb),
+        pass_fds=pass_fds,
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        stdout, stderr, timed_out = _read_until(proc, deadline)
+        if timed_out:
+            _kill_group(proc)
+            proc.wait()
+            return None, stdout, stderr, True
+        remaining = max(deadline - time.monotonic(), 0.0)
+        try:
+            proc.wait(timeout=remaining + 1.0)  # pipes closed: it is exiting
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.wait()
+            return None, stdout, stderr, True
+        return _shell_returncode(proc.returncode), stdout, stderr, False
+    finally:
+        _kill_group(proc)  # stragglers that closed their pipes (unsandboxed mode)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _read_until(proc, deadline: float) -> tuple[bytes, bytes, bool]:
+    """Read both pipes until EOF or the deadline, keeping at most OUTPUT_LIMIT_BYTES (+1) of each.
+
+    Reading (and discarding) past the limit keeps a chatty program from blocking on a full pipe.
+    """
+    kept = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    with selectors.DefaultSelector() as selector:
+        for stream in kept:
+            selector.register(stream, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(kept[proc.stdout]), bytes(kept[proc.stderr]), True
+            for key, _ in selector.select(timeout=remaining):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                buffer = kept[key.fileobj]
+                room = OUTPUT_LIMIT_BYTES + 1 - len(buffer)  # +1 byte tells us we cut something
+                if room > 0:
+                    buffer += chunk[:room]
+    return bytes(kept[proc.stdout]), bytes(kept[proc.stderr]), False
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _shell_returncode(returncode: int) -> int:
+    """Popen reports death by signal N as -N; bwrap (and shells) as 128+N. Use the latter."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    try:
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _decode(raw: bytes) -> str:
+    text = raw[:OUTPUT_LIMIT_BYTES].decode("utf-8", errors="replace")
+    if len(raw) > OUTPUT_LIMIT_BYTES:
+        text += "\n[... output truncated]"
+    return text
+
+
+def _result(returncode, stdout: bytes, stderr: bytes, timed_out: bool, sandboxed: bool) -> SandboxResult:
+    # A CPU-limit kill (SIGXCPU) is a timeout too, just measured in CPU seconds.
+    timed_out = timed_out or returncode == 128 + signal.SIGXCPU
+    return SandboxResult(
+        passed=returncode == 0 and not timed_out,
+        returncode=returncode,
+        stdout=_decode(stdout),
+        stderr=_decode(stderr),
+        timed_out=timed_out,
+        sandboxed=sandboxed,
+    )
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete the throw-away dir even if the program left unreadable or read-only entries."""
+
+    def make_writable_and_retry(function, failed_path, _exc_info):
+        try:
+            os.chmod(os.path.dirname(failed_path), 0o700)
+            os.chmod(failed_path, 0o700)
+            function(failed_path)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)

@@ -1,0 +1,210 @@
+"""Real runs through bubblewrap: each test runs a small hostile program and checks it was contained."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pada import sandbox
+from pada.errors import PadaError
+from pada.sandbox import SandboxUnavailable, run_python, sandbox_available
+
+needs_bwrap = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap sandbox not usable here")
+
+
+@needs_bwrap
+def test_passing_program_runs_sandboxed():
+    result = run_python("def add(a, b):\n    return a + b\n\nassert add(2, 3) == 5\nprint('ok')\n")
+    assert result.passed and result.returncode == 0 and not result.timed_out
+    assert result.sandboxed
+    assert result.stdout == "ok\n" and result.stderr == ""
+
+
+@needs_bwrap
+def test_failing_assert_fails_with_traceback():
+    result = run_python("assert sorted([3, 1]) == [3, 1], 'not sorted'\n")
+    assert not result.passed
+    assert result.returncode == 1 and not result.timed_out
+    assert "AssertionError: not sorted" in result.stderr
+
+
+@needs_bwrap
+def test_infinite_loop_is_killed_at_the_timeout():
+    started = time.monotonic()
+    result = run_python("while True:\n    pass\n", timeout_s=1.0)
+    elapsed = time.monotonic() - started
+    assert result.timed_out and not result.passed
+    assert result.returncode is None
+    assert elapsed < 10  # killed near the 1 s deadline, not left to run
+
+
+@needs_bwrap
+def test_cannot_write_outside_the_work_dir(tmp_path):
+    name = f"pada-sandbox-probe-{uuid.uuid4().hex}"
+    repo = Path(sandbox.__file__).resolve().parents[1]
+    targets = [repo / name, Path.home() / name, Path("/etc") / name, Path(sandbox.__file__).parent / name]
+    program = f"""
+import pathlib
+for target in {[str(t) for t in targets]!r}:
+    try:
+        pathlib.Path(target).write_text("escaped")
+        print("WROTE", target)
+    except OSError as error:
+        print("refused", target, type(error).__name__)
+pathlib.Path("inside.txt").write_text("fine")
+print("cwd write ok", pathlib.Path("inside.txt").read_text())
+"""
+    result = run_python(program)
+    assert result.passed, result.stderr
+    assert "WROTE" not in result.stdout
+    assert "cwd write ok fine" in result.stdout
+    for target in targets:
+        assert not target.exists()
+
+
+@needs_bwrap
+def test_system_is_readable_but_tmp_is_private():
+    name = f"pada-sandbox-probe-{uuid.uuid4().hex}"
+    program = f"""
+import os, pathlib, sys
+assert pathlib.Path("/usr/lib/os-release").exists() or pathlib.Path("/etc/os-release").exists()
+import json, collections  # the stdlib is readable
+pathlib.Path("/tmp/{name}").write_text("private")
+print(pathlib.Path("/tmp/{name}").read_text())
+print("repo visible:", os.path.exists({str(Path(sandbox.__file__).parent)!r}))
+"""
+    result = run_python(program)
+    assert result.passed, result.stderr
+    assert "private" in result.stdout
+    assert "repo visible: False" in result.stdout  # only the interpreter and system dirs are mounted
+    assert not (Path("/tmp") / name).exists()
+
+
+@needs_bwrap
+def test_no_network():
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    program = f"""
+import socket
+print("interfaces", sorted(name for _, name in socket.if_nameindex()))
+for address in [("127.0.0.1", {port}), ("1.1.1.1", 53)]:
+    try:
+        socket.create_connection(address, timeout=2).close()
+        print("CONNECTED", address)
+    except OSError as error:
+        print("blocked", address, type(error).__name__)
+"""
+    try:
+        result = run_python(program)
+    finally:
+        listener.close()
+    assert result.passed, result.stderr
+    assert "interfaces ['lo']" in result.stdout
+    assert "CONNECTED" not in result.stdout
+    assert result.stdout.count("blocked") == 2
+
+
+@needs_bwrap
+def test_memory_bomb_is_stopped():
+    program = "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 * 1024))\n"
+    result = run_python(program, timeout_s=20.0, memory_mb=256)
+    assert not result.passed and not result.timed_out
+    assert "MemoryError" in result.stderr
+
+
+def _processes_of_uid(uid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    pids.append(int(entry.name))
+            except FileNotFoundError:
+                pass
+    return pids
+
+
+@needs_bwrap
+def test_fork_bomb_is_contained_and_cleaned_up():
+    program = """
+import os, time
+print("uid", os.getuid(), flush=True)
+forked = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(600)
+            os._exit(0)
+        forked += 1
+except OSError as error:
+    print("fork refused after", forked, type(error).__name__, flush=True)
+time.sleep(600)
+"""
+    result = run_python(program, timeout_s=3.0)
+    assert result.timed_out and not result.passed
+    uid = int(result.stdout.split()[1])
+    if os.geteuid() == 0:  # RLIMIT_NPROC only bites for the per-run uid we get as root
+        assert uid != 0
+        assert "fork refused after" in result.stdout
+        assert int(result.stdout.split("fork refused after")[1].split()[0]) <= sandbox.PROCESS_LIMIT
+    deadline = time.monotonic() + 5
+    while _processes_of_uid(uid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if uid != os.getuid():  # our own uid has other processes; only a sandbox uid must be empty
+        assert _processes_of_uid(uid) == []
+
+
+@needs_bwrap
+def test_parent_secrets_are_not_visible(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    result = run_python("import os\nprint(sorted(os.environ.items()))\n")
+    assert result.passed, result.stderr
+    assert "sk-test-secret" not in result.stdout
+    assert "OPENAI_API_KEY" not in result.stdout and "HTTPS_PROXY" not in result.stdout
+
+
+@needs_bwrap
+def test_huge_output_is_truncated():
+    result = run_python("import sys\nsys.stdout.write('x' * 5_000_000)\n")
+    assert result.passed
+    assert len(result.stdout) < sandbox.OUTPUT_LIMIT_BYTES + 100
+    assert result.stdout.endswith("[... output truncated]")
+
+
+def test_missing_bwrap_raises_unless_opted_out(monkeypatch):
+    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: None)
+    monkeypatch.delenv("PADA_ALLOW_UNSANDBOXED", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    with pytest.raises(SandboxUnavailable) as caught:
+        run_python("print('hi')")
+    assert isinstance(caught.value, PadaError)
+    assert "apt-get install bubblewrap" in str(caught.value)
+    assert "PADA_ALLOW_UNSANDBOXED=1" in str(caught.value)
+    assert not sandbox_available()
+
+    result = run_python("import os\nprint('hi', 'OPENAI_API_KEY' in os.environ)\n", allow_unsandboxed=True)
+    assert result.passed and not result.sandboxed
+    assert result.stdout == "hi False\n"
+
+    monkeypatch.setenv("PADA_ALLOW_UNSANDBOXED", "1")
+    looping = run_python("while True:\n    pass\n", timeout_s=1.0)
+    assert looping.timed_out and not looping.sandboxed
+
+
+def test_broken_bwrap_raises_with_its_error(monkeypatch, tmp_path):
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: str(fake))
+    monkeypatch.setenv("PADA_ALLOW_UNSANDBOXED", "1")  # present-but-broken bwrap never falls back
+    with pytest.raises(SandboxUnavailable, match="No permissions to creating new namespace"):
+        run_python("print('hi')")
+    assert not sandbox_available()
