@@ -6,6 +6,7 @@ import os
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,17 @@ from pada.sandbox import SandboxUnavailable, run_python, sandbox_available
 needs_bwrap = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap sandbox not usable here")
 
 
+@pytest.fixture(params=["default", "user-namespace"])
+def mode(request, monkeypatch):
+    """Run a test both ways bwrap is driven: as root with a per-run uid (the default here), and
+    inside a user namespace as the caller's uid (what a non-root user gets)."""
+    if request.param == "user-namespace":
+        monkeypatch.setattr(sandbox, "_sandbox_uid", lambda: None)
+    return request.param
+
+
 @needs_bwrap
-def test_passing_program_runs_sandboxed():
+def test_passing_program_runs_sandboxed(mode):
     result = run_python("def add(a, b):\n    return a + b\n\nassert add(2, 3) == 5\nprint('ok')\n")
     assert result.passed and result.returncode == 0 and not result.timed_out
     assert result.sandboxed
@@ -26,7 +36,7 @@ def test_passing_program_runs_sandboxed():
 
 
 @needs_bwrap
-def test_failing_assert_fails_with_traceback():
+def test_failing_assert_fails_with_traceback(mode):
     result = run_python("assert sorted([3, 1]) == [3, 1], 'not sorted'\n")
     assert not result.passed
     assert result.returncode == 1 and not result.timed_out
@@ -44,7 +54,7 @@ def test_infinite_loop_is_killed_at_the_timeout():
 
 
 @needs_bwrap
-def test_cannot_write_outside_the_work_dir(tmp_path):
+def test_cannot_write_outside_the_work_dir(tmp_path, mode):
     name = f"pada-sandbox-probe-{uuid.uuid4().hex}"
     repo = Path(sandbox.__file__).resolve().parents[1]
     targets = [repo / name, Path.home() / name, Path("/etc") / name, Path(sandbox.__file__).parent / name]
@@ -68,7 +78,7 @@ print("cwd write ok", pathlib.Path("inside.txt").read_text())
 
 
 @needs_bwrap
-def test_system_is_readable_but_tmp_is_private():
+def test_system_is_readable_but_tmp_is_private(mode):
     name = f"pada-sandbox-probe-{uuid.uuid4().hex}"
     program = f"""
 import os, pathlib, sys
@@ -86,7 +96,7 @@ print("repo visible:", os.path.exists({str(Path(sandbox.__file__).parent)!r}))
 
 
 @needs_bwrap
-def test_no_network():
+def test_no_network(mode):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -112,7 +122,7 @@ for address in [("127.0.0.1", {port}), ("1.1.1.1", 53)]:
 
 
 @needs_bwrap
-def test_memory_bomb_is_stopped():
+def test_memory_bomb_is_stopped(mode):
     program = "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 * 1024))\n"
     result = run_python(program, timeout_s=20.0, memory_mb=256)
     assert not result.passed and not result.timed_out
@@ -132,6 +142,7 @@ def _processes_of_uid(uid: int) -> list[int]:
 
 
 @needs_bwrap
+@pytest.mark.skipif(sandbox._sandbox_uid() is None, reason="process cap needs root (per-run uid)")
 def test_fork_bomb_is_contained_and_cleaned_up():
     program = """
 import os, time
@@ -150,19 +161,17 @@ time.sleep(600)
     result = run_python(program, timeout_s=3.0)
     assert result.timed_out and not result.passed
     uid = int(result.stdout.split()[1])
-    if os.geteuid() == 0:  # RLIMIT_NPROC only bites for the per-run uid we get as root
-        assert uid != 0
-        assert "fork refused after" in result.stdout
-        assert int(result.stdout.split("fork refused after")[1].split()[0]) <= sandbox.PROCESS_LIMIT
+    assert uid != os.getuid()
+    assert "fork refused after" in result.stdout
+    assert int(result.stdout.split("fork refused after")[1].split()[0]) <= sandbox.PROCESS_LIMIT
     deadline = time.monotonic() + 5
     while _processes_of_uid(uid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if uid != os.getuid():  # our own uid has other processes; only a sandbox uid must be empty
-        assert _processes_of_uid(uid) == []
+    assert _processes_of_uid(uid) == []  # the PID namespace took every child with it
 
 
 @needs_bwrap
-def test_parent_secrets_are_not_visible(monkeypatch):
+def test_parent_secrets_are_not_visible(monkeypatch, mode):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     result = run_python("import os\nprint(sorted(os.environ.items()))\n")
@@ -177,6 +186,42 @@ def test_huge_output_is_truncated():
     assert result.passed
     assert len(result.stdout) < sandbox.OUTPUT_LIMIT_BYTES + 100
     assert result.stdout.endswith("[... output truncated]")
+
+
+@needs_bwrap
+def test_disk_writes_are_capped(mode):
+    program = """
+import errno, os
+written = 0
+try:
+    for index in range(100):
+        with open(f"chunk{index}.bin", "wb") as handle:
+            handle.write(b"x" * (10 * 1024 * 1024))
+        written += 10
+except OSError as error:
+    print("stopped after", written, "MB:", errno.errorcode[error.errno])
+"""
+    result = run_python(program, timeout_s=20.0)
+    assert result.passed, result.stderr
+    assert "stopped after" in result.stdout
+    assert int(result.stdout.split()[2]) <= sandbox.FILE_SIZE_LIMIT_BYTES // (1024 * 1024)
+
+
+@needs_bwrap
+def test_limits_hold_without_prlimit(monkeypatch):
+    monkeypatch.setattr(sandbox, "_find_prlimit", lambda: None)  # falls back to a preexec_fn
+    result = run_python("chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 * 1024))\n", memory_mb=256)
+    assert not result.passed and "MemoryError" in result.stderr
+    assert run_python("print('ok')").stdout == "ok\n"
+
+
+@needs_bwrap
+def test_concurrent_runs_do_not_interfere():
+    programs = [f"import time\ntime.sleep(0.2)\nprint({index} * 2)\n" for index in range(6)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(run_python, programs))
+    assert [result.stdout for result in results] == [f"{index * 2}\n" for index in range(6)]
+    assert all(result.passed for result in results)
 
 
 def test_missing_bwrap_raises_unless_opted_out(monkeypatch):
