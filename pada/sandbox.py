@@ -48,6 +48,8 @@ OUTPUT_LIMIT_BYTES = 64 * 1024  # per stream: enough for any traceback, small en
 FILE_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # RLIMIT_FSIZE, and the size of each private tmpfs
 PROCESS_LIMIT = 64  # RLIMIT_NPROC (processes + threads) for the per-run uid; scoring needs ~1
 OPEN_FILES_LIMIT = 256
+EXIT_DRAIN_S = 0.2  # after the program exits, how long we still read output its children may hold
+_POLL_S = 0.1  # how often the output loop checks whether the program has exited
 CPU_GRACE_S = 1  # RLIMIT_CPU = ceil(timeout) + this: the wall clock should normally fire first
 SANDBOX_DIR = "/sandbox"  # the throw-away working dir inside the sandbox
 PROGRAM_NAME = "program.py"
@@ -56,6 +58,7 @@ PROGRAM_NAME = "program.py"
 _UID_BASE = 1_800_000_000
 _UID_SPAN = 100_000_000
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
+_PRIVATE_TMPFS = ("/tmp", "/dev/shm")
 
 
 class SandboxUnavailable(PadaError):
@@ -189,11 +192,13 @@ def _bwrap_argv(bwrap: str, uid: int | None, program_fd: int, status_fd: int) ->
         # As root, no user namespace: setpriv below switches to a real unprivileged uid instead.
         argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     argv += ["--hostname", "sandbox"]
-    argv += _readonly_mount_args()
+    argv += _system_mount_args()
     argv += ["--proc", "/proc", "--dev", "/dev"]
     size = ["--size", str(FILE_SIZE_LIMIT_BYTES)] if "--size" in _bwrap_options(bwrap) else []
-    for writable in ("/tmp", SANDBOX_DIR):
+    for writable in _PRIVATE_TMPFS:  # /dev/shm: multiprocessing's semaphores live there
         argv += ["--perms", "1777", *size, "--tmpfs", writable]
+    argv += _python_mount_args()  # after /tmp, so a venv under /tmp is not hidden by the tmpfs
+    argv += ["--perms", "1777", *size, "--tmpfs", SANDBOX_DIR]
     argv += ["--perms", "0444", "--file", str(program_fd), f"{SANDBOX_DIR}/{PROGRAM_NAME}"]
     # The sandbox's own root (a tmpfs holding the mount points) read-only too; not recursive,
     # so /tmp and the work dir stay writable.
@@ -222,19 +227,26 @@ def _bwrap_options(bwrap: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=1)
-def _readonly_mount_args() -> tuple[str, ...]:
-    """Mount the system dirs and this Python (venv and its base install) read-only.
-
-    Only what the interpreter needs is visible. Directories bwrap creates on the way to a mount
-    default to mode 0700, which an unprivileged uid can't traverse, so we create them 0755 first.
-    """
+def _system_mount_args() -> tuple[str, ...]:
+    """The system dirs, read-only (symlinks kept as symlinks on merged-/usr systems)."""
     args: list[str] = []
     for path in _SYSTEM_DIRS:
         if os.path.islink(path):  # merged /usr: /bin -> usr/bin
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    created: set[str] = set()
+    return tuple(args)
+
+
+@lru_cache(maxsize=1)
+def _python_mount_args() -> tuple[str, ...]:
+    """This Python (venv and its base install) read-only; nothing else of the host is visible.
+
+    Directories bwrap creates on the way to a mount default to mode 0700, which an
+    unprivileged uid can't traverse, so we create them 0755 first.
+    """
+    args: list[str] = []
+    created = set(_PRIVATE_TMPFS)
     for root in _outermost(p for p in _python_roots() if not _under_system_dir(p)):
         for parent in _ancestors(root):
             if parent not in created:
@@ -382,7 +394,7 @@ def _spawn_and_collect(argv, timeout_s, memory_mb, env, cwd, process_limit, pass
         stdout, stderr, timed_out = _read_until(proc, deadline)
         if not timed_out:
             try:
-                # Both pipes are closed, so it is exiting; a little slack past the deadline.
+                # Pipes closed or program gone: reap it, with a little slack past the deadline.
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.0) + 1.0)
             except subprocess.TimeoutExpired:
                 timed_out = True
@@ -401,16 +413,22 @@ def _read_until(proc, deadline: float) -> tuple[bytes, bytes, bool]:
     """Read both pipes until EOF or the deadline, keeping at most OUTPUT_LIMIT_BYTES (+1) of each.
 
     Reading (and dropping) past the limit keeps a chatty program from blocking on a full pipe.
+    Once the program itself has exited we drain for EXIT_DRAIN_S more and stop, so a leftover
+    background child holding the pipes (possible unsandboxed) doesn't turn a pass into a timeout.
+    Returns (stdout, stderr, timed_out).
     """
     kept = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    stop_at = deadline
     with selectors.DefaultSelector() as selector:
         for stream in kept:
             selector.register(stream, selectors.EVENT_READ)
         while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return bytes(kept[proc.stdout]), bytes(kept[proc.stderr]), True
-            for key, _ in selector.select(timeout=remaining):
+            now = time.monotonic()
+            if stop_at == deadline and proc.poll() is not None:
+                stop_at = min(deadline, now + EXIT_DRAIN_S)
+            if now >= stop_at:
+                break
+            for key, _ in selector.select(timeout=min(stop_at - now, _POLL_S)):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fileobj)
@@ -419,7 +437,8 @@ def _read_until(proc, deadline: float) -> tuple[bytes, bytes, bool]:
                 room = OUTPUT_LIMIT_BYTES + 1 - len(buffer)  # +1 byte tells us we cut something
                 if room > 0:
                     buffer += chunk[:room]
-    return bytes(kept[proc.stdout]), bytes(kept[proc.stderr]), False
+    timed_out = proc.poll() is None and time.monotonic() >= deadline
+    return bytes(kept[proc.stdout]), bytes(kept[proc.stderr]), timed_out
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -244,6 +244,16 @@ def test_missing_bwrap_raises_unless_opted_out(monkeypatch):
     assert looping.timed_out and not looping.sandboxed
 
 
+def test_unsandboxed_background_child_does_not_hold_up_the_result(monkeypatch):
+    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: None)
+    program = "import subprocess\nsubprocess.Popen(['sleep', '30'])\nprint('done')\n"
+    started = time.monotonic()
+    result = run_python(program, timeout_s=10.0, allow_unsandboxed=True)
+    assert result.passed and not result.timed_out, result
+    assert result.stdout == "done\n"
+    assert time.monotonic() - started < 10  # returned when the program exited, not at the timeout
+
+
 def test_broken_bwrap_raises_with_its_error(monkeypatch, tmp_path):
     fake = tmp_path / "bwrap"
     fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
