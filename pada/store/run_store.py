@@ -1,0 +1,920 @@
+"""`RunStore`: everything a run persists, behind one small API.
+
+Writers: the iterative loop. Readers and writers: the CLI and the dashboard.
+No other module holds SQL.
+
+Threads. Each thread that uses a `RunStore` gets its own sqlite3 connection
+(kept in a `threading.local`, created on first use, `check_same_thread` left
+on), so one store object may be shared across threads, e.g. cached with
+`st.cache_resource` while Streamlit runs pages in several threads, but no
+connection ever is. `close()` closes the calling thread's connection; other
+threads' connections close when their thread ends.
+
+Processes. The database runs in WAL mode: readers (dashboard, `pada status`)
+never block the writer (the background loop) and see the last committed
+state. Writers wait up to `BUSY_TIMEOUT_S` for each other. Keep write
+transactions short: compute a stage's outputs first, then write them.
+
+Writes. Every public write is one transaction. `with store.transaction():`
+groups several (nesting works through savepoints) and commits all or nothing;
+an exception, or a kill -9, before the end leaves none of them. Each commit
+bumps `data_version()`. Saving a stage's records replaces what that stage
+saved before for the same scope (iteration, split), so a re-run never
+duplicates records; the docstrings name the scope.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pada.records import (
+    ClusteringResult,
+    ClusterPoint,
+    ErrorAnalysis,
+    Failure,
+    LLMCall,
+    Pattern,
+    Prediction,
+    QCResult,
+    Strategy,
+    SyntheticSample,
+)
+from pada.store import layout
+from pada.store.schema import StoreError, migrate
+from pada.store.views import (
+    ACCEPTED_STATUSES,
+    EVENT_LEVELS,
+    RUN_STATUSES,
+    SAMPLE_STATUSES,
+    ErrorCount,
+    Event,
+    FailureRow,
+    MetricRow,
+    RunState,
+    RunSummary,
+    SampleAttempt,
+    StageProgress,
+    StoredSample,
+    StrategyVersion,
+    TrainingRow,
+)
+
+BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another process's write transaction
+USAGE_GROUPS = ("iteration", "stage", "model", "cache_hit", "ok")
+SAMPLE_GROUPS = ("iteration", "branch", "strategy", "status")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _page(limit: int | None, offset: int) -> tuple[str, list[int]]:
+    """LIMIT/OFFSET clause; `limit=None` means all rows."""
+    return " LIMIT ? OFFSET ?", [-1 if limit is None else int(limit), int(offset)]
+
+
+def _check_choice(value: str, allowed: Sequence[str], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+
+
+class RunStore:
+    """One run's directory and database. Get one with `RunStore.create` or `RunStore.open`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.db_path = self.path / layout.DB_NAME
+        self._local = threading.local()
+        self._config: dict[str, Any] | None = None
+        self._conn()  # connect now: creates or migrates the schema, fails early on a bad file
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def create(cls, config: Mapping[str, Any], runs_root: str | Path | None = None,
+               run_id: str | None = None) -> RunStore:
+        """Start a new run: a fresh directory under the runs root holding the config.
+
+        `run_id` defaults to a readable, unique id such as
+        `20261123-130501-arc_challenge-pada` (local time, `config["task"]`,
+        `config["method"]`); `config` must be JSON-serialisable.
+        """
+        try:
+            config_json = json.dumps(dict(config), sort_keys=True)
+        except TypeError as err:
+            raise ValueError(f"run config must be JSON-serialisable: {err}") from err
+        root = layout.runs_root(runs_root)
+        try:
+            path = layout.make_run_dir(root, config, run_id)
+        except FileExistsError as err:
+            raise StoreError(f"run {run_id!r} already exists under {root}; pick another --run-id") from err
+        store = cls(path)
+        now = _now()
+        with store._write() as conn:
+            conn.execute(
+                "INSERT INTO run (id, run_id, created_at, updated_at, config_json, status) "
+                "VALUES (1, ?, ?, ?, ?, 'created')",
+                (path.name, now, now, config_json),
+            )
+        return store
+
+    @classmethod
+    def open(cls, run_id_or_path: str | Path, runs_root: str | Path | None = None) -> RunStore:
+        """Open an existing run by id (under the runs root) or by its directory or `run.db` path."""
+        text = str(run_id_or_path)
+        candidates = [Path(text).expanduser()]
+        if "/" not in text and "\\" not in text:
+            candidates.insert(0, layout.runs_root(runs_root) / text)
+        for candidate in candidates:
+            if candidate.name == layout.DB_NAME:
+                candidate = candidate.parent
+            if (candidate / layout.DB_NAME).is_file():
+                return cls(candidate)
+        raise StoreError(
+            f"no run {text!r} under {layout.runs_root(runs_root)}; "
+            "`python -m pada runs` lists the runs (or pass --runs-dir)"
+        )
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the calling thread's connection (a later call reopens one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ------------------------------------------------------------- connections
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see `transaction`).
+        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+            except sqlite3.DatabaseError as err:  # e.g. "file is not a database"
+                raise StoreError(f"{self.db_path} is not a readable run database: {err}") from err
+            conn.execute("PRAGMA synchronous = NORMAL")  # safe against kill -9 in WAL mode
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            self._local.depth = 0
+        return conn
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row | tuple]:
+        return self._conn().execute(sql, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes so they commit together or not at all.
+
+        The outermost block is a `BEGIN IMMEDIATE` transaction (takes the write
+        lock at once, so it cannot fail half-way on a lock); inner blocks, and
+        every write method called inside, are savepoints. Use it to commit a
+        stage's records together with its done marker:
+
+            with store.transaction():
+                store.save_failures(it, "validation", failures)
+                store.mark_stage_done(it, "evaluate", signature)
+        """
+        conn = self._conn()
+        depth = self._local.depth
+        conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT nested_{depth}")
+        self._local.depth = depth + 1
+        try:
+            yield
+            if depth == 0:
+                conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'data_version'")
+                conn.execute("COMMIT")
+            else:
+                conn.execute(f"RELEASE nested_{depth}")
+        except BaseException:
+            if depth == 0:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            else:
+                conn.execute(f"ROLLBACK TO nested_{depth}")
+                conn.execute(f"RELEASE nested_{depth}")
+            raise
+        finally:
+            self._local.depth = depth
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self.transaction():
+            yield self._conn()
+
+    def data_version(self) -> int:
+        """A number that grows with every committed write: a cheap cache key for the dashboard."""
+        return self._query("SELECT value FROM counters WHERE name = 'data_version'")[0][0]
+
+    # ------------------------------------------------------------------- paths
+
+    def adapter_dir(self, iteration: int) -> Path:
+        """Where the trainer writes iteration `iteration`'s LoRA adapter (not created here)."""
+        return self.path / "adapters" / f"iter-{iteration}"
+
+    def cache_dir(self, name: str) -> Path:
+        """A named cache directory of this run, created on demand."""
+        path = self.path / "cache" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def llm_cache_dir(self) -> Path:
+        """Where the LLM client caches responses, so a resumed run does not pay for them twice."""
+        return self.cache_dir("llm")
+
+    # -------------------------------------------------------- run state, config
+
+    def config(self) -> dict[str, Any]:
+        """The run's config as given to `create` (a copy)."""
+        if self._config is None:
+            self._config = json.loads(self._query("SELECT config_json FROM run")[0][0])
+        return json.loads(json.dumps(self._config))
+
+    def state(self) -> RunState:
+        row = self._query(
+            "SELECT run_id, status, iteration, stage, pid, error, created_at, updated_at FROM run"
+        )[0]
+        return RunState(*row)
+
+    def _update_run(self, **fields: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._write() as conn:
+            conn.execute(f"UPDATE run SET {assignments}, updated_at = ?", [*fields.values(), _now()])
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        """Set the run status (one of `RUN_STATUSES`); `error` is kept only with it (cleared otherwise)."""
+        _check_choice(status, RUN_STATUSES, "run status")
+        self._update_run(status=status, error=error)
+
+    def set_current(self, iteration: int | None, stage: str | None) -> None:
+        """Record where the loop is, for `pada status` and the dashboard."""
+        self._update_run(iteration=iteration, stage=stage)
+
+    def set_pid(self, pid: int | None) -> None:
+        """Record (or clear) the id of the background process running this run."""
+        self._update_run(pid=pid)
+
+    def iterations(self) -> list[int]:
+        """Iterations that have any stage done or metric stored, ascending."""
+        rows = self._query("SELECT iteration FROM stages UNION SELECT iteration FROM metrics ORDER BY 1")
+        return [row[0] for row in rows]
+
+    # ---------------------------------------------------- stages (resume support)
+
+    def mark_stage_done(self, iteration: int, stage: str, signature: str = "") -> None:
+        """Mark a stage done; call inside the `transaction()` that wrote its records."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO stages (iteration, stage, signature, done_at) VALUES (?, ?, ?, ?)",
+                (iteration, stage, signature, _now()),
+            )
+
+    def complete_stage(self, iteration: int, stage: str, signature: str,
+                       write: Callable[[RunStore], object] | None = None) -> None:
+        """Run `write(store)` (which saves the stage's records) and mark the stage done, atomically."""
+        with self.transaction():
+            if write is not None:
+                write(self)
+            self.mark_stage_done(iteration, stage, signature)
+
+    def stage_done(self, iteration: int, stage: str, signature: str | None = None) -> bool:
+        """Whether the stage is done; with `signature`, only if it was done with that signature."""
+        found = self.stage_signature(iteration, stage)
+        return found is not None and (signature is None or found == signature)
+
+    def stage_signature(self, iteration: int, stage: str) -> str | None:
+        rows = self._query("SELECT signature FROM stages WHERE iteration = ? AND stage = ?", (iteration, stage))
+        return rows[0][0] if rows else None
+
+    def completed_stages(self, iteration: int) -> list[str]:
+        """Stages of `iteration` marked done, in the order they were (last) completed."""
+        rows = self._query("SELECT stage FROM stages WHERE iteration = ? ORDER BY rowid", (iteration,))
+        return [row[0] for row in rows]
+
+    def forget_stage(self, iteration: int, stage: str) -> None:
+        """Drop a stage's done marker so the loop runs it again (its records stay until replaced)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM stages WHERE iteration = ? AND stage = ?", (iteration, stage))
+
+    # ------------------------------------------------------- progress and events
+
+    def set_progress(self, iteration: int, stage: str, done: int, total: int | None = None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO progress (iteration, stage, done, total, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (iteration, stage, done, total, _now()),
+            )
+
+    def progress(self, iteration: int | None = None) -> list[StageProgress]:
+        where, params = ("WHERE iteration = ?", [iteration]) if iteration is not None else ("", [])
+        rows = self._query(
+            f"SELECT iteration, stage, done, total, updated_at FROM progress {where} ORDER BY iteration, rowid",
+            params,
+        )
+        return [StageProgress(*row) for row in rows]
+
+    def log_event(self, level: str, message: str, iteration: int | None = None, stage: str | None = None) -> None:
+        """Append to the run's event log (what the dashboard's log panel and `pada status` show)."""
+        _check_choice(level, EVENT_LEVELS, "event level")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO events (at, level, message, iteration, stage) VALUES (?, ?, ?, ?, ?)",
+                (_now(), level, message, iteration, stage),
+            )
+
+    def events(self, limit: int = 100, *, min_level: str | None = None,
+               iteration: int | None = None) -> list[Event]:
+        """The latest events, newest first."""
+        clauses, params = [], []
+        if min_level is not None:
+            _check_choice(min_level, EVENT_LEVELS, "event level")
+            levels = EVENT_LEVELS[EVENT_LEVELS.index(min_level):]  # this level and the more severe ones
+            clauses.append(f"level IN ({', '.join('?' * len(levels))})")
+            params += levels
+        if iteration is not None:
+            clauses.append("iteration = ?")
+            params.append(iteration)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(
+            f"SELECT id, at, level, message, iteration, stage FROM events {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [Event(*row) for row in rows]
+
+    # ------------------------------------------------- predictions and metrics
+
+    def save_metrics(self, iteration: int, split: str, metrics: Mapping[str, float]) -> None:
+        """Replace the metrics of (iteration, split)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM metrics WHERE iteration = ? AND split = ?", (iteration, split))
+            conn.executemany(
+                "INSERT INTO metrics (iteration, split, name, value) VALUES (?, ?, ?, ?)",
+                [(iteration, split, name, float(value)) for name, value in metrics.items()],
+            )
+
+    def metrics(self, split: str | None = None, name: str | None = None) -> list[MetricRow]:
+        """Every metric per iteration and split (the learning-curve chart), ordered by iteration."""
+        clauses, params = [], []
+        for column, value in (("split", split), ("name", name)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(
+            f"SELECT iteration, split, name, value FROM metrics {where} ORDER BY iteration, split, name", params
+        )
+        return [MetricRow(*row) for row in rows]
+
+    def save_predictions(self, iteration: int, split: str, predictions: Iterable[Prediction]) -> None:
+        """Replace the predictions of (iteration, split)."""
+        rows = []
+        for prediction in predictions:
+            if prediction.split != split:
+                raise ValueError(f"prediction {prediction.id} is for split {prediction.split!r}, not {split!r}")
+            rows.append((iteration, split, prediction.id, int(prediction.correct), prediction.model_dump_json()))
+        with self._write() as conn:
+            conn.execute("DELETE FROM predictions WHERE iteration = ? AND split = ?", (iteration, split))
+            conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?)", rows)
+
+    def predictions(self, iteration: int, split: str, *, correct: bool | None = None,
+                    limit: int | None = None, offset: int = 0) -> list[Prediction]:
+        sql = "SELECT record_json FROM predictions WHERE iteration = ? AND split = ?"
+        params: list[Any] = [iteration, split]
+        if correct is not None:
+            sql += " AND correct = ?"
+            params.append(int(correct))
+        page, page_params = _page(limit, offset)
+        rows = self._query(sql + " ORDER BY rowid" + page, params + page_params)
+        return [Prediction.model_validate_json(row[0]) for row in rows]
+
+    def accuracy_by_iteration(self) -> list[MetricRow]:
+        """Share of correct predictions per iteration and split, computed in SQL from the predictions."""
+        rows = self._query(
+            "SELECT iteration, split, 'accuracy', AVG(correct) FROM predictions "
+            "GROUP BY iteration, split ORDER BY iteration, split"
+        )
+        return [MetricRow(*row) for row in rows]
+
+    # ------------------------------------------------------ failures, analyses
+
+    def save_failures(self, iteration: int, split: str, failures: Iterable[Failure]) -> None:
+        """Replace the failures of (iteration, split)."""
+        rows = []
+        for failure in failures:
+            if failure.split != split:
+                raise ValueError(f"failure {failure.id} is for split {failure.split!r}, not {split!r}")
+            rows.append((iteration, split, failure.id, failure.model_dump_json()))
+        with self._write() as conn:
+            conn.execute("DELETE FROM failures WHERE iteration = ? AND split = ?", (iteration, split))
+            conn.executemany("INSERT INTO failures VALUES (?, ?, ?, ?)", rows)
+
+    def failures(self, iteration: int, split: str = "validation", *,
+                 limit: int | None = None, offset: int = 0) -> list[Failure]:
+        page, page_params = _page(limit, offset)
+        rows = self._query(
+            "SELECT record_json FROM failures WHERE iteration = ? AND split = ? ORDER BY rowid" + page,
+            [iteration, split, *page_params],
+        )
+        return [Failure.model_validate_json(row[0]) for row in rows]
+
+    def _failure_filter(self, iteration: int, split: str, cluster_id: int | None) -> tuple[str, list[Any]]:
+        sql = ("FROM failures f "
+               "LEFT JOIN analyses a ON a.iteration = f.iteration AND a.failure_id = f.failure_id "
+               "LEFT JOIN cluster_points c ON c.iteration = f.iteration AND c.failure_id = f.failure_id "
+               "LEFT JOIN patterns p ON p.iteration = c.iteration AND p.cluster_id = c.cluster_id "
+               "WHERE f.iteration = ? AND f.split = ?")
+        params: list[Any] = [iteration, split]
+        if cluster_id is not None:
+            sql += " AND c.cluster_id = ?"
+            params.append(cluster_id)
+        return sql, params
+
+    def failure_rows(self, iteration: int, split: str = "validation", *, cluster_id: int | None = None,
+                     limit: int | None = 50, offset: int = 0) -> list[FailureRow]:
+        """A page of failures with their analysis, cluster and pattern name (the failures page)."""
+        joined, params = self._failure_filter(iteration, split, cluster_id)
+        page, page_params = _page(limit, offset)
+        rows = self._query(
+            f"SELECT f.record_json, a.record_json, c.cluster_id, p.category_name {joined} ORDER BY f.rowid" + page,
+            params + page_params,
+        )
+        return [
+            FailureRow(
+                failure=Failure.model_validate_json(failure_json),
+                analysis=ErrorAnalysis.model_validate_json(analysis_json) if analysis_json else None,
+                cluster_id=cluster_id_,
+                category_name=category,
+            )
+            for failure_json, analysis_json, cluster_id_, category in rows
+        ]
+
+    def failure_count(self, iteration: int, split: str = "validation", *, cluster_id: int | None = None) -> int:
+        joined, params = self._failure_filter(iteration, split, cluster_id)
+        return self._query(f"SELECT COUNT(*) {joined}", params)[0][0]
+
+    def save_analyses(self, iteration: int, analyses: Iterable[ErrorAnalysis]) -> None:
+        """Replace the error analyses of `iteration` (one per failure id)."""
+        rows = [(iteration, a.failure_id, a.scenario_category, int(a.ok), a.model_dump_json()) for a in analyses]
+        with self._write() as conn:
+            conn.execute("DELETE FROM analyses WHERE iteration = ?", (iteration,))
+            conn.executemany("INSERT INTO analyses VALUES (?, ?, ?, ?, ?)", rows)
+
+    def analyses(self, iteration: int) -> list[ErrorAnalysis]:
+        rows = self._query("SELECT record_json FROM analyses WHERE iteration = ? ORDER BY rowid", (iteration,))
+        return [ErrorAnalysis.model_validate_json(row[0]) for row in rows]
+
+    def error_counts(self, by: str = "pattern", split: str = "validation") -> list[ErrorCount]:
+        """Failures per category per iteration (the stacked bars), counted in SQL.
+
+        `by="pattern"`: the named pattern of the failure's cluster ("Unclustered"
+        when it has none); `by="scenario"`: the analysis's `scenario_category`
+        ("Unanalysed" when it has none).
+        """
+        if by == "pattern":
+            category = "COALESCE(p.category_name, 'Unclustered')"
+        elif by == "scenario":
+            category = "COALESCE(a.scenario_category, 'Unanalysed')"
+        else:
+            raise ValueError(f"error_counts(by={by!r}): use 'pattern' or 'scenario'")
+        rows = self._query(
+            f"SELECT f.iteration, {category}, COUNT(*) FROM failures f "
+            "LEFT JOIN analyses a ON a.iteration = f.iteration AND a.failure_id = f.failure_id "
+            "LEFT JOIN cluster_points c ON c.iteration = f.iteration AND c.failure_id = f.failure_id "
+            "LEFT JOIN patterns p ON p.iteration = c.iteration AND p.cluster_id = c.cluster_id "
+            "WHERE f.split = ? GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
+            (split,),
+        )
+        return [ErrorCount(*row) for row in rows]
+
+    # ------------------------------------------------------ clusters, patterns
+
+    def save_clustering(self, iteration: int, result: ClusteringResult) -> None:
+        """Replace the clustering of `iteration`: K, the elbow curve and every point's cluster and 2-D position."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM clusterings WHERE iteration = ?", (iteration,))  # cascades to the points
+            conn.execute(
+                "INSERT INTO clusterings VALUES (?, ?, ?, ?)",
+                (iteration, result.k, result.embedder, json.dumps(result.inertia_curve)),
+            )
+            conn.executemany(
+                "INSERT INTO cluster_points VALUES (?, ?, ?, ?, ?)",
+                [(iteration, p.failure_id, p.cluster_id, p.x, p.y) for p in result.points],
+            )
+
+    def clustering(self, iteration: int) -> ClusteringResult | None:
+        rows = self._query("SELECT k, embedder, inertia_curve_json FROM clusterings WHERE iteration = ?", (iteration,))
+        if not rows:
+            return None
+        k, embedder, curve = rows[0]
+        return ClusteringResult(k=k, embedder=embedder, inertia_curve=json.loads(curve),
+                                points=self.cluster_points(iteration))
+
+    def cluster_points(self, iteration: int, cluster_id: int | None = None) -> list[ClusterPoint]:
+        """The scatter plot's points (no JSON decoding: plain columns)."""
+        sql = "SELECT failure_id, cluster_id, x, y FROM cluster_points WHERE iteration = ?"
+        params: list[Any] = [iteration]
+        if cluster_id is not None:
+            sql += " AND cluster_id = ?"
+            params.append(cluster_id)
+        rows = self._query(sql + " ORDER BY rowid", params)
+        return [ClusterPoint(failure_id=f, cluster_id=c, x=x, y=y) for f, c, x, y in rows]
+
+    def cluster_sizes(self, iteration: int) -> dict[int, int]:
+        rows = self._query(
+            "SELECT cluster_id, COUNT(*) FROM cluster_points WHERE iteration = ? GROUP BY 1 ORDER BY 1", (iteration,)
+        )
+        return dict(rows)
+
+    def save_patterns(self, iteration: int, patterns: Iterable[Pattern]) -> None:
+        """Replace the named error patterns of `iteration` (one per cluster)."""
+        rows = [(iteration, p.cluster_id, p.category_name, p.model_dump_json()) for p in patterns]
+        with self._write() as conn:
+            conn.execute("DELETE FROM patterns WHERE iteration = ?", (iteration,))
+            conn.executemany("INSERT INTO patterns VALUES (?, ?, ?, ?)", rows)
+
+    def patterns(self, iteration: int) -> list[Pattern]:
+        rows = self._query("SELECT record_json FROM patterns WHERE iteration = ? ORDER BY cluster_id", (iteration,))
+        return [Pattern.model_validate_json(row[0]) for row in rows]
+
+    # -------------------------------------------------- strategies (versioned)
+
+    def save_strategies(self, iteration: int, strategies: Iterable[Strategy], author: str = "agent") -> None:
+        """Store the drafted strategies of `iteration` as version 1 each.
+
+        This is the strategy stage's output: it replaces the iteration's
+        strategies and their whole edit history.
+        """
+        now = _now()
+        rows = [(iteration, s.cluster_id, 1, "drafted", author, now, None, s.model_dump_json()) for s in strategies]
+        with self._write() as conn:
+            conn.execute("DELETE FROM strategy_versions WHERE iteration = ?", (iteration,))
+            conn.executemany("INSERT INTO strategy_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _add_strategy_version(self, iteration: int, cluster_id: int, strategy: Strategy, source: str,
+                              author: str, reverted_from: int | None = None) -> int:
+        if strategy.cluster_id != cluster_id:
+            raise ValueError(f"strategy is for cluster {strategy.cluster_id}, not {cluster_id}")
+        with self._write() as conn:
+            (latest,) = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM strategy_versions WHERE iteration = ? AND cluster_id = ?",
+                (iteration, cluster_id),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO strategy_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (iteration, cluster_id, latest + 1, source, author, _now(), reverted_from,
+                 strategy.model_dump_json()),
+            )
+        return latest + 1
+
+    def save_strategy_edit(self, iteration: int, cluster_id: int, strategy: Strategy, author: str) -> int:
+        """Store a person's edit of a strategy as a new version; returns the version number."""
+        return self._add_strategy_version(iteration, cluster_id, strategy, "edited", author)
+
+    def revert_strategy(self, iteration: int, cluster_id: int, version: int, author: str) -> int:
+        """Make an old version current again by copying it into a new version; returns the new number."""
+        old = {v.version: v for v in self.strategy_history(iteration, cluster_id)}.get(version)
+        if old is None:
+            raise StoreError(f"iteration {iteration}, cluster {cluster_id} has no strategy version {version}")
+        return self._add_strategy_version(iteration, cluster_id, old.strategy, "reverted", author, version)
+
+    def strategy_history(self, iteration: int, cluster_id: int) -> list[StrategyVersion]:
+        """Every version of one cluster's strategy, oldest first."""
+        rows = self._query(
+            "SELECT version, record_json, source, author, created_at, reverted_from FROM strategy_versions "
+            "WHERE iteration = ? AND cluster_id = ? ORDER BY version",
+            (iteration, cluster_id),
+        )
+        return [StrategyVersion(v, Strategy.model_validate_json(j), s, a, t, r) for v, j, s, a, t, r in rows]
+
+    def current_strategies(self, iteration: int) -> list[Strategy]:
+        """The latest version of each cluster's strategy: what data generation uses."""
+        rows = self._query(
+            "SELECT record_json FROM strategy_versions s WHERE iteration = ? AND version = "
+            "(SELECT MAX(version) FROM strategy_versions WHERE iteration = s.iteration AND cluster_id = s.cluster_id) "
+            "ORDER BY cluster_id",
+            (iteration,),
+        )
+        return [Strategy.model_validate_json(row[0]) for row in rows]
+
+    # --------------------------------------------------------- synthetic samples
+
+    def save_samples(self, iteration: int, samples: Iterable[SyntheticSample],
+                     qc_results: Iterable[QCResult] = (), *, replace: bool = True) -> None:
+        """Store synthetic samples, every generation attempt of them, and the judge's verdicts.
+
+        `samples` may hold several attempts of one `sample_id` (`attempt` 1, 2,
+        ...); a `QCResult` belongs to the attempt with its (`sample_id`,
+        `attempt`), which must be stored already or be in `samples`. Sample
+        ids are unique within an iteration (the same id in two iterations is
+        two samples). A sample's status follows its latest attempt:
+        `pending_qc` until judged, then `accepted_qc` / `rejected_qc`; a
+        person's `accepted_human` / `rejected_human` is kept.
+
+        `replace=True` (the stage's output): the iteration's samples become
+        exactly these. `replace=False`: add or overwrite by (sample_id,
+        attempt), e.g. to store QC verdicts and regenerations after generation.
+        """
+        samples, qc_results = list(samples), list(qc_results)
+        with self._write() as conn:
+            if replace:
+                conn.execute("DELETE FROM samples WHERE iteration = ?", (iteration,))  # cascades to attempts
+            self._insert_sample_attempts(conn, iteration, samples)
+            self._insert_qc_results(conn, iteration, qc_results)
+            touched = sorted({s.sample_id for s in samples} | {q.sample_id for q in qc_results})
+            self._refresh_samples(conn, iteration, touched)
+
+    @staticmethod
+    def _insert_sample_attempts(conn: sqlite3.Connection, iteration: int, samples: list[SyntheticSample]) -> None:
+        # The parent row is a placeholder until `_refresh_samples` fills it from the latest attempt.
+        conn.executemany(
+            "INSERT INTO samples (iteration, sample_id, branch, strategy, based_on_example, status, sample_json) "
+            "VALUES (?, ?, ?, ?, ?, 'pending_qc', '{}') ON CONFLICT (iteration, sample_id) DO NOTHING",
+            [(iteration, s.sample_id, s.branch, s.based_on_strategy, s.based_on_example) for s in samples],
+        )
+        conn.executemany(
+            "INSERT INTO sample_attempts (iteration, sample_id, attempt, sample_json) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (iteration, sample_id, attempt) DO UPDATE SET sample_json = excluded.sample_json",
+            [(iteration, s.sample_id, s.attempt, s.model_dump_json()) for s in samples],
+        )
+
+    @staticmethod
+    def _insert_qc_results(conn: sqlite3.Connection, iteration: int, qc_results: list[QCResult]) -> None:
+        for qc in qc_results:
+            cursor = conn.execute(
+                "UPDATE sample_attempts SET qc_json = ?, score = ?, passed = ? "
+                "WHERE iteration = ? AND sample_id = ? AND attempt = ?",
+                (qc.model_dump_json(), qc.average, int(qc.passed), iteration, qc.sample_id, qc.attempt),
+            )
+            if cursor.rowcount == 0:
+                raise StoreError(
+                    f"QC result for unknown sample {qc.sample_id!r} attempt {qc.attempt} in iteration {iteration}"
+                )
+
+    @staticmethod
+    def _refresh_samples(conn: sqlite3.Connection, iteration: int, sample_ids: list[str]) -> None:
+        """Copy each touched sample's latest attempt into its `samples` row and derive its status."""
+        conn.execute(
+            """
+            UPDATE samples SET
+                attempt = latest.attempt, n_attempts = latest.n, score = latest.score,
+                sample_json = latest.sample_json, qc_json = latest.qc_json,
+                branch = json_extract(latest.sample_json, '$.branch'),
+                strategy = json_extract(latest.sample_json, '$.based_on_strategy'),
+                based_on_example = json_extract(latest.sample_json, '$.based_on_example'),
+                status = CASE
+                    WHEN samples.status IN ('accepted_human', 'rejected_human') THEN samples.status
+                    WHEN latest.qc_json IS NULL THEN 'pending_qc'
+                    WHEN latest.passed THEN 'accepted_qc' ELSE 'rejected_qc' END
+            FROM (
+                SELECT sample_id, attempt, sample_json, qc_json, score, passed,
+                       COUNT(*) OVER (PARTITION BY sample_id) AS n,
+                       ROW_NUMBER() OVER (PARTITION BY sample_id ORDER BY attempt DESC) AS rank
+                FROM sample_attempts
+                WHERE iteration = ? AND sample_id IN (SELECT value FROM json_each(?))
+            ) AS latest
+            WHERE latest.rank = 1 AND samples.iteration = ? AND samples.sample_id = latest.sample_id
+            """,
+            (iteration, json.dumps(sample_ids), iteration),
+        )
+
+    @staticmethod
+    def _sample_filter(iteration: int | None, strategy: str | None, branch: str | None,
+                       status: str | Sequence[str] | None, min_score: float | None,
+                       max_score: float | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for column, value in (("iteration", iteration), ("strategy", strategy), ("branch", branch)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            for one in statuses:
+                _check_choice(one, SAMPLE_STATUSES, "sample status")
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        if min_score is not None:
+            clauses.append("score >= ?")
+            params.append(min_score)
+        if max_score is not None:
+            clauses.append("score <= ?")
+            params.append(max_score)
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+    def samples(self, iteration: int | None = None, *, strategy: str | None = None, branch: str | None = None,
+                status: str | Sequence[str] | None = None, min_score: float | None = None,
+                max_score: float | None = None, limit: int | None = 50, offset: int = 0) -> list[StoredSample]:
+        """A page of samples (latest attempt each) matching every given filter, in generation order.
+
+        `strategy` is the `based_on_strategy` name; scores are the latest QC
+        average (unjudged samples never match a score filter).
+        """
+        where, params = self._sample_filter(iteration, strategy, branch, status, min_score, max_score)
+        page, page_params = _page(limit, offset)
+        rows = self._query(
+            "SELECT sample_json, qc_json, iteration, status, n_attempts, status_author, status_at "
+            f"FROM samples {where} ORDER BY rowid" + page,
+            params + page_params,
+        )
+        return [
+            StoredSample(
+                sample=SyntheticSample.model_validate_json(sample_json),
+                qc=QCResult.model_validate_json(qc_json) if qc_json else None,
+                iteration=iteration_, status=status_, n_attempts=n_attempts,
+                status_author=author, status_at=at,
+            )
+            for sample_json, qc_json, iteration_, status_, n_attempts, author, at in rows
+        ]
+
+    def sample_count(self, iteration: int | None = None, *, strategy: str | None = None, branch: str | None = None,
+                     status: str | Sequence[str] | None = None, min_score: float | None = None,
+                     max_score: float | None = None) -> int:
+        """How many samples `samples(...)` with the same filters would return without paging."""
+        where, params = self._sample_filter(iteration, strategy, branch, status, min_score, max_score)
+        return self._query(f"SELECT COUNT(*) FROM samples {where}", params)[0][0]
+
+    def sample_counts(self, iteration: int | None = None,
+                      group_by: Sequence[str] = ("branch", "status")) -> list[dict[str, Any]]:
+        """Sample counts grouped by any of `SAMPLE_GROUPS`, e.g. accepted per strategy."""
+        if not group_by:
+            raise ValueError("sample_counts needs at least one column to group by")
+        for column in group_by:
+            _check_choice(column, SAMPLE_GROUPS, "sample grouping")
+        columns = ", ".join(group_by)
+        where, params = self._sample_filter(iteration, None, None, None, None, None)
+        rows = self._query(
+            f"SELECT {columns}, COUNT(*), AVG(score) FROM samples {where} GROUP BY {columns} ORDER BY {columns}",
+            params,
+        )
+        return [dict(zip([*group_by, "count", "mean_score"], row, strict=False)) for row in rows]
+
+    def sample_history(self, iteration: int, sample_id: str) -> list[SampleAttempt]:
+        """Every attempt of one sample with the judge's scores and feedback, first attempt first."""
+        rows = self._query(
+            "SELECT sample_json, qc_json FROM sample_attempts WHERE iteration = ? AND sample_id = ? ORDER BY attempt",
+            (iteration, sample_id),
+        )
+        return [
+            SampleAttempt(SyntheticSample.model_validate_json(s), QCResult.model_validate_json(q) if q else None)
+            for s, q in rows
+        ]
+
+    def set_sample_status(self, sample_ids: Iterable[str], status: str, author: str,
+                          iteration: int | None = None) -> int:
+        """Set the status of many samples at once (a person's review); returns how many rows changed.
+
+        Sample ids are unique within an iteration; `iteration=None` updates
+        the ids in every iteration that has them.
+        """
+        _check_choice(status, SAMPLE_STATUSES, "sample status")
+        sql = ("UPDATE samples SET status = ?, status_author = ?, status_at = ? "
+               "WHERE sample_id IN (SELECT value FROM json_each(?))")
+        params: list[Any] = [status, author, _now(), json.dumps(list(sample_ids))]
+        if iteration is not None:
+            sql += " AND iteration = ?"
+            params.append(iteration)
+        with self._write() as conn:
+            cursor = conn.execute(sql, params)
+        return cursor.rowcount
+
+    def accepted_samples(self, iteration: int) -> list[SyntheticSample]:
+        """The samples of `iteration` to train on: accepted by the judge or by a person."""
+        return [row.sample for row in self.samples(iteration, status=ACCEPTED_STATUSES, limit=None)]
+
+    # ------------------------------------------------------------ training set
+
+    def save_training_set(self, iteration: int, rows: Iterable[TrainingRow | Mapping[str, Any]]) -> None:
+        """Replace the training set iteration `iteration` trained on (order kept)."""
+        validated = [row if isinstance(row, TrainingRow) else TrainingRow.model_validate(row) for row in rows]
+        with self._write() as conn:
+            conn.execute("DELETE FROM training_rows WHERE iteration = ?", (iteration,))
+            conn.executemany(
+                "INSERT INTO training_rows VALUES (?, ?, ?, ?)",
+                [(iteration, i, row.id, json.dumps(row.messages)) for i, row in enumerate(validated)],
+            )
+
+    def training_set(self, iteration: int) -> list[TrainingRow]:
+        rows = self._query(
+            "SELECT row_id, messages_json FROM training_rows WHERE iteration = ? ORDER BY position", (iteration,)
+        )
+        return [TrainingRow(id=row_id, messages=json.loads(messages)) for row_id, messages in rows]
+
+    def export_training_set(self, iteration: int, out_dir: str | Path, filename: str = "train.jsonl") -> Path:
+        """Write the iteration's training set as chat JSONL (`{"messages": [...]}` per line).
+
+        Loadable with `datasets.load_dataset("json", data_files=path)`; returns the file path.
+        """
+        rows = self.training_set(iteration)
+        if not rows:
+            raise StoreError(f"run {self.run_id} has no training set for iteration {iteration}")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / filename
+        with path.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps({"messages": row.messages}, ensure_ascii=False) + "\n")
+        return path
+
+    # ---------------------------------------------------------------- LLM usage
+
+    def record_llm_call(self, iteration: int | None, call: LLMCall) -> None:
+        """Account for one LLM request (called by the LLM client, cache hits included)."""
+        self.record_llm_calls(iteration, [call])
+
+    def record_llm_calls(self, iteration: int | None, calls: Iterable[LLMCall]) -> None:
+        now = _now()
+        rows = [
+            (now, iteration, c.stage, c.model, c.prompt_tokens, c.completion_tokens, c.cost_usd, c.latency_s,
+             int(c.cache_hit), int(c.ok), c.model_dump_json())
+            for c in calls
+        ]
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO llm_calls (at, iteration, stage, model, prompt_tokens, completion_tokens, cost_usd, "
+                "latency_s, cache_hit, ok, record_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def llm_calls(self, iteration: int | None = None, stage: str | None = None, *,
+                  limit: int | None = 100, offset: int = 0) -> list[LLMCall]:
+        clauses, params = [], []
+        for column, value in (("iteration", iteration), ("stage", stage)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        page, page_params = _page(limit, offset)
+        rows = self._query(f"SELECT record_json FROM llm_calls {where} ORDER BY id" + page, params + page_params)
+        return [LLMCall.model_validate_json(row[0]) for row in rows]
+
+    def llm_usage(self, group_by: Sequence[str] = ("stage", "model"),
+                  iteration: int | None = None) -> list[dict[str, Any]]:
+        """Calls, tokens, cost and latency summed per group (any of `USAGE_GROUPS`), in SQL.
+
+        Each dict holds the group columns plus `calls`, `cache_hits`,
+        `failures`, `prompt_tokens`, `completion_tokens`, `cost_usd`, `latency_s`.
+        """
+        for column in group_by:
+            _check_choice(column, USAGE_GROUPS, "usage grouping")
+        where, params = ("WHERE iteration = ?", [iteration]) if iteration is not None else ("", [])
+        select = ", ".join([*group_by, "COUNT(*)", "SUM(cache_hit)", "SUM(1 - ok)", "SUM(prompt_tokens)",
+                            "SUM(completion_tokens)", "SUM(cost_usd)", "SUM(latency_s)"])
+        grouping = f"GROUP BY {', '.join(group_by)} ORDER BY {', '.join(group_by)}" if group_by else ""
+        rows = self._query(f"SELECT {select} FROM llm_calls {where} {grouping}", params)
+        names = [*group_by, "calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens",
+                 "cost_usd", "latency_s"]
+        return [dict(zip(names, row, strict=False)) for row in rows if row[len(group_by)]]  # no calls: no row
+
+
+def list_runs(runs_root: str | Path | None = None) -> list[RunSummary]:
+    """Every run under the runs root, newest first.
+
+    A directory whose database cannot be read is listed with status
+    `unreadable` and the reason in `error`, rather than hiding it.
+    """
+    root = layout.runs_root(runs_root)
+    if not root.is_dir():
+        return []
+    summaries = [_summarise(path) for path in root.iterdir() if (path / layout.DB_NAME).is_file()]
+    return sorted(summaries, key=lambda s: (s.created_at, s.run_id), reverse=True)
+
+
+def _summarise(path: Path) -> RunSummary:
+    try:
+        with RunStore(path) as store:
+            state, config = store.state(), store.config()
+    except (StoreError, sqlite3.Error, IndexError) as err:  # IndexError: no run row
+        return RunSummary(path.name, path, None, "unreadable", None, None, None, str(err), "", "", {})
+    return RunSummary(
+        run_id=state.run_id, path=path, task=layout.task_name(config), status=state.status,
+        iteration=state.iteration, stage=state.stage, pid=state.pid, error=state.error,
+        created_at=state.created_at, updated_at=state.updated_at, config=config,
+    )

@@ -1,0 +1,265 @@
+"""The run database's schema, versioned with `PRAGMA user_version`.
+
+Each entry of `MIGRATIONS` moves the schema one version up; version N is
+reached by applying the first N entries in order. `migrate` runs the missing
+ones on open, each in its own write transaction together with its
+`user_version` bump, so a crash mid-migration leaves the previous version
+intact. Never edit a released migration: append a new one.
+
+Layout: records are stored as the JSON of their pydantic model
+(`*_json` columns) plus the few columns the dashboard filters, sorts or
+aggregates on. Every table is keyed by what identifies a record within a run,
+so writing a stage's records twice replaces them instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from pada.errors import PadaError
+
+
+class StoreError(PadaError):
+    """The run store cannot do what was asked (missing run, newer schema, ...)."""
+
+
+def _v1_tables(conn: sqlite3.Connection) -> None:
+    """The first schema: one run per database, everything keyed by iteration."""
+    _execute_script(
+        conn,
+        """
+        -- Exactly one row: the run itself and where its background process is.
+        CREATE TABLE run (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            run_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            config_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            iteration INTEGER,
+            stage TEXT,
+            pid INTEGER,
+            error TEXT
+        );
+        -- Named counters: 'data_version' is bumped by every write transaction.
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO counters VALUES ('data_version', 0);
+
+        CREATE TABLE stages (
+            iteration INTEGER NOT NULL,
+            stage TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            done_at TEXT NOT NULL,
+            PRIMARY KEY (iteration, stage)
+        );
+        CREATE TABLE progress (
+            iteration INTEGER NOT NULL,
+            stage TEXT NOT NULL,
+            done INTEGER NOT NULL,
+            total INTEGER,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (iteration, stage)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            level TEXT NOT NULL,
+            message TEXT NOT NULL,
+            iteration INTEGER,
+            stage TEXT
+        );
+
+        CREATE TABLE metrics (
+            iteration INTEGER NOT NULL,
+            split TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            PRIMARY KEY (iteration, split, name)
+        );
+        CREATE TABLE predictions (
+            iteration INTEGER NOT NULL,
+            split TEXT NOT NULL,
+            example_id TEXT NOT NULL,
+            correct INTEGER NOT NULL,
+            record_json TEXT NOT NULL,
+            PRIMARY KEY (iteration, split, example_id)
+        );
+        CREATE TABLE failures (
+            iteration INTEGER NOT NULL,
+            split TEXT NOT NULL,
+            failure_id TEXT NOT NULL,
+            record_json TEXT NOT NULL,
+            PRIMARY KEY (iteration, split, failure_id)
+        );
+        CREATE TABLE analyses (
+            iteration INTEGER NOT NULL,
+            failure_id TEXT NOT NULL,
+            scenario_category TEXT,
+            ok INTEGER NOT NULL,
+            record_json TEXT NOT NULL,
+            PRIMARY KEY (iteration, failure_id)
+        );
+
+        CREATE TABLE clusterings (
+            iteration INTEGER PRIMARY KEY,
+            k INTEGER NOT NULL,
+            embedder TEXT NOT NULL,
+            inertia_curve_json TEXT NOT NULL
+        );
+        CREATE TABLE cluster_points (
+            iteration INTEGER NOT NULL REFERENCES clusterings (iteration) ON DELETE CASCADE,
+            failure_id TEXT NOT NULL,
+            cluster_id INTEGER NOT NULL,
+            x REAL NOT NULL,
+            y REAL NOT NULL,
+            PRIMARY KEY (iteration, failure_id)
+        );
+        CREATE TABLE patterns (
+            iteration INTEGER NOT NULL,
+            cluster_id INTEGER NOT NULL,
+            category_name TEXT NOT NULL,
+            record_json TEXT NOT NULL,
+            PRIMARY KEY (iteration, cluster_id)
+        );
+        -- Every version of every strategy; the current one has the highest version.
+        CREATE TABLE strategy_versions (
+            iteration INTEGER NOT NULL,
+            cluster_id INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            source TEXT NOT NULL,          -- drafted | edited | reverted
+            author TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            reverted_from INTEGER,         -- the version a revert copied
+            record_json TEXT NOT NULL,
+            PRIMARY KEY (iteration, cluster_id, version)
+        );
+
+        -- One row per synthetic sample: its latest attempt and its status.
+        CREATE TABLE samples (
+            iteration INTEGER NOT NULL,
+            sample_id TEXT NOT NULL,
+            branch TEXT NOT NULL,
+            strategy TEXT,
+            based_on_example TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            n_attempts INTEGER NOT NULL DEFAULT 1,
+            score REAL,                    -- the latest attempt's QC average
+            status TEXT NOT NULL,
+            status_author TEXT,
+            status_at TEXT,
+            sample_json TEXT NOT NULL,
+            qc_json TEXT,
+            UNIQUE (iteration, sample_id)
+        );
+        -- Every generation attempt of a sample with the judge's verdict on it.
+        CREATE TABLE sample_attempts (
+            iteration INTEGER NOT NULL,
+            sample_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            sample_json TEXT NOT NULL,
+            qc_json TEXT,
+            score REAL,
+            passed INTEGER,
+            PRIMARY KEY (iteration, sample_id, attempt),
+            FOREIGN KEY (iteration, sample_id) REFERENCES samples (iteration, sample_id) ON DELETE CASCADE
+        );
+
+        CREATE TABLE training_rows (
+            iteration INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            row_id TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            PRIMARY KEY (iteration, position)
+        );
+
+        CREATE TABLE llm_calls (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            iteration INTEGER,
+            stage TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL,
+            latency_s REAL NOT NULL,
+            cache_hit INTEGER NOT NULL,
+            ok INTEGER NOT NULL,
+            record_json TEXT NOT NULL
+        );
+        """
+    )
+
+
+def _v2_dashboard_indexes(conn: sqlite3.Connection) -> None:
+    """Indexes for the dashboard's filters and aggregates (fast on 20k-sample runs)."""
+    _execute_script(
+        conn,
+        """
+        CREATE INDEX predictions_by_correct ON predictions (iteration, split, correct);
+        CREATE INDEX analyses_by_category ON analyses (iteration, scenario_category);
+        CREATE INDEX cluster_points_by_cluster ON cluster_points (iteration, cluster_id);
+        CREATE INDEX samples_by_status ON samples (iteration, status);
+        CREATE INDEX samples_by_branch ON samples (iteration, branch, status);
+        CREATE INDEX samples_by_strategy ON samples (iteration, strategy);
+        CREATE INDEX samples_by_score ON samples (iteration, score);
+        CREATE INDEX llm_calls_by_stage ON llm_calls (stage, model);
+        CREATE INDEX llm_calls_by_iteration ON llm_calls (iteration);
+        CREATE INDEX events_by_iteration ON events (iteration, stage);
+        """
+    )
+
+
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run several DDL statements inside the caller's transaction.
+
+    Not `executescript`, which COMMITs a pending transaction first and would
+    break the atomicity of a migration step. `complete_statement` finds the
+    statement ends the way SQLite does (ignoring `;` in comments and strings).
+    """
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:80]}")
+
+
+# Version N of the schema = the first N migrations applied in order.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_tables,
+    _v2_dashboard_indexes,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the database up to `target` (default: the latest); return the version reached.
+
+    `conn` must be in autocommit mode (`isolation_level=None`). Each step runs
+    in a `BEGIN IMMEDIATE` transaction that re-reads the version first, so two
+    processes opening the same old run do not both migrate it.
+    """
+    if schema_version(conn) > SCHEMA_VERSION:
+        raise StoreError(
+            f"run database schema v{schema_version(conn)} is newer than this PaDA Studio "
+            f"(v{SCHEMA_VERSION}); upgrade PaDA Studio to open it"
+        )
+    while (current := schema_version(conn)) < target:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = schema_version(conn)
+            if current < target:
+                MIGRATIONS[current](conn)
+                conn.execute(f"PRAGMA user_version = {current + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return schema_version(conn)
