@@ -104,6 +104,8 @@ def run_python(
     (address space, so leave room: Python maps ~30 MB, numpy ~100 MB more).
     Raises SandboxUnavailable when bwrap is missing (and no opt-out) or fails to start.
     """
+    if timeout_s <= 0 or memory_mb <= 0:
+        raise ValueError(f"timeout_s and memory_mb must be positive, got {timeout_s} and {memory_mb}")
     bwrap = _find_bwrap()
     if bwrap is not None:
         return _run_in_bwrap(bwrap, program, timeout_s, memory_mb)
