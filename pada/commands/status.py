@@ -1,0 +1,41 @@
+"""`python -m pada status [RUN] [--json]`: where a run is, its metrics and its cost."""
+
+from __future__ import annotations
+
+HELP = "show a run's status, stage, progress, metrics and cost (default: the newest run)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", nargs="?", help="run id or directory (default: the newest run)")
+    parser.add_argument("--runs-root", default=None, help="where runs live (default $PADA_RUNS_DIR or runs/)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> int:
+    import json
+
+    from pada.errors import PadaError
+    from pada.runs import overview
+    from pada.store import RunStore, list_runs, runs_root
+
+    target = args.run
+    if target is None:
+        runs = list_runs(args.runs_root)
+        if not runs:
+            raise PadaError(f"no runs under {runs_root(args.runs_root)}; start one with `python -m pada run --config ...`")
+        target = str(runs[0].path)
+    with RunStore.open(target, runs_root=args.runs_root) as store:
+        info = overview(store)
+        if args.json:
+            print(json.dumps(info.to_dict()))
+            return 0
+        print(f"run       {info.run_id}  ({info.task}, {info.method})")
+        print(f"status    {info.status}" + (f"  error: {info.error}" if info.error else ""))
+        where = f"iteration {info.iteration}, stage {info.stage}"
+        if info.progress:
+            where += f" ({info.progress['done']}/{info.progress['total']})"
+        print(f"at        {where}")
+        for split, values in info.metrics.items():
+            print(f"{split:<9} " + "  ".join(f"it{it}={value:.3f}" for it, value in values.items()))
+        print(f"LLM       {info.tokens} tokens, ${info.cost_usd:.4f}")
+    return 0

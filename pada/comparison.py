@@ -1,0 +1,79 @@
+"""Run several methods on one config and tabulate them like the paper's Table 1."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pada.config import RunConfig, from_dict
+from pada.store import RunStore
+
+
+@dataclass
+class ComparisonRow:
+    method: str
+    run_id: str
+    iteration: int
+    metric: str
+    value: float  # test-set metric of this iteration
+    tokens: int  # LLM tokens the whole run used
+    cost_usd: float
+
+
+def compare_runs(config: RunConfig, methods: list[str], runs_root=None) -> list[ComparisonRow]:
+    """Run `config` once per method (same seed and budget) and collect the test metric per iteration."""
+    from pada.pipeline import Pipeline, start_run
+
+    rows: list[ComparisonRow] = []
+    for method in methods:
+        method_config = from_dict(dict(config.to_dict(), method=method), source=f"compare ({method})")
+        store = start_run(method_config, runs_root=runs_root)
+        print(f"[{method}] run {store.run_id}", flush=True)
+        Pipeline(store, method_config).run()
+        rows += rows_for_run(store, method)
+    return rows
+
+
+def rows_for_run(store: RunStore, method: str) -> list[ComparisonRow]:
+    from pada.runs import headline_metric
+
+    metric = headline_metric(store.config)
+    usage = store.llm_usage(group_by=())
+    tokens = int(sum((u["prompt_tokens"] or 0) + (u["completion_tokens"] or 0) for u in usage))
+    cost = float(sum(u["cost_usd"] or 0.0 for u in usage))
+    return [ComparisonRow(method, store.run_id, row.iteration, metric, row.value, tokens, cost)
+            for row in store.metrics(split="test", name=metric)]
+
+
+def write_comparison(rows: list[ComparisonRow], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write `comparison.csv` (one row per method and iteration) and `comparison.md` (methods x iterations)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "comparison.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(ComparisonRow.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+    md_path = out / "comparison.md"
+    md_path.write_text(markdown_table(rows), encoding="utf-8")
+    return md_path, csv_path
+
+
+def markdown_table(rows: list[ComparisonRow]) -> str:
+    iterations = sorted({row.iteration for row in rows})
+    methods = list(dict.fromkeys(row.method for row in rows))
+    metric = rows[0].metric if rows else "metric"
+    header = ["method", *[f"it {i}" for i in iterations], "best", "LLM tokens", "cost $"]
+    lines = [f"Test {metric} (%) per method and iteration", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in methods:
+        mine = {row.iteration: row for row in rows if row.method == method}
+        cells = [f"{100 * mine[i].value:.1f}" if i in mine else "" for i in iterations]
+        best = max((row.value for row in mine.values()), default=None)
+        any_row = next(iter(mine.values()))
+        lines.append("| " + " | ".join([method, *cells, f"{100 * best:.1f}" if best is not None else "",
+                                         str(any_row.tokens), f"{any_row.cost_usd:.4f}"]) + " |")
+    lines.append("")
+    lines.append("Vanilla fine-tuning never changes its training set, so it runs one iteration.")
+    return "\n".join(lines) + "\n"
