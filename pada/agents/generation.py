@@ -1,0 +1,420 @@
+"""Synthetic data generation: pattern-guided, error-based, and rephrasing (AugGPT baseline).
+
+Branches (each a `SyntheticSample.branch`):
+- "pattern": per strategy, draw training examples and ask the generator for B
+  variants per call that follow the strategy, keep the example's format and
+  answer style and vary the content (paper section 4, temperature 0.7).
+- "error": from the SLM's training-set failures, new questions of the same
+  format with correct answers (LLMs-as-Instructors / LLM2LLM).
+- "rephrase": AugGPT baseline, B rephrasings of a training question per call;
+  the original answer is kept verbatim.
+
+Leakage: every function here takes training examples only, never validation
+or test data; `leak_check` (e.g. `LeakageGuard.assert_no_leak`) is run on every
+first-attempt generation prompt, and `generate_and_qc` drops accepted samples
+that overlap a protected question.
+
+Shape of the work: a branch is first planned as `BatchPlan`s (one generation
+call each: which example, which strategy, which sample ids), then the plans
+run through the quality-control loop (`pada.agents.quality.run_qc_rounds`),
+which regenerates weak batches with the judge's feedback. All calls of a round
+go out together through `complete_json_many`.
+
+Cost: ceil(n_k / batch_size) generation calls per strategy, one or more per
+used failure, ceil(n / batch_size) for rephrasing, each repeated for every QC
+regeneration, plus one judge call per batch per attempt.
+Deterministic for a seed: example draws use `random.Random(<string seed>)`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Annotated, Callable, Iterable
+
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from pada.agents.budget import Budget, error_quotas
+from pada.agents.leakage import LeakageGuard, LeakDrop, LeakError
+from pada.agents.quality import QCBatch, QCConfig, run_qc_rounds, truncate
+from pada.records import Branch, Example, Failure, Message, QCResult, Strategy, SyntheticSample
+
+STAGES: dict[str, str] = {"pattern": "generation_pattern", "error": "generation_error",
+                          "rephrase": "generation_rephrase"}
+PROMPTS: dict[str, str] = {"pattern": "generate_pattern", "error": "generate_error", "rephrase": "rephrase"}
+BRANCHES: tuple[Branch, ...] = ("pattern", "error", "rephrase")
+
+
+@dataclass
+class GenerationConfig:
+    """Settings for the generation branches."""
+
+    batch_size: int = field(default=3, metadata={"help": "Variants asked for per call (the paper's B). Small (2-4) for local 0.5B models, which drop items in long lists (MEASURED.md)."})
+    temperature: float = field(default=0.7, metadata={"help": "Paper: 0.7 for generation (0 everywhere else)."})
+    format_hint: str = field(default="", metadata={"help": "Optional task-specific format rule added to every generation prompt, e.g. 'End the reply with #### <number>.'"})
+    max_field_chars: int = field(default=2000, metadata={"help": "Example text shown to the generator is cut to this many characters (long SQuAD contexts, code)."})
+    max_prediction_chars: int = field(default=600, metadata={"help": "The SLM's wrong reply shown in error-based prompts is cut to this many characters (small models ramble)."})
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature must be within [0, 2], got {self.temperature}")
+
+
+# ---------------------------------------------------------------------------
+# What the generator returns
+
+
+# One new example. The code fills sample_id, is_synthetic, based_on_* and builds `messages` (the
+# paper's record fields) itself, so the model only writes the two turns. (No docstring: pydantic
+# would put it into the JSON schema the model reads.)
+class GeneratedExample(BaseModel):
+
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+
+
+@lru_cache(maxsize=None)
+def variants_schema(count: int) -> type[BaseModel]:
+    """`{"variants": [GeneratedExample] * count}` (class name `GeneratedVariants` for every count)."""
+    return create_model("GeneratedVariants",
+                        variants=(list[GeneratedExample], Field(min_length=count, max_length=count)))
+
+
+@lru_cache(maxsize=None)
+def rephrasings_schema(count: int) -> type[BaseModel]:
+    """`{"rephrasings": [str] * count}` (class name `Rephrasings`)."""
+    return create_model("Rephrasings", rephrasings=(list[Annotated[str, Field(min_length=1)]],
+                                                    Field(min_length=count, max_length=count)))
+
+
+# ---------------------------------------------------------------------------
+# Planning: which calls to make
+
+
+@dataclass
+class BatchPlan:
+    """One generation call: the branch, the training example shown, the strategy (pattern branch)
+    or failure (error branch), and the ids of the samples it must produce."""
+
+    branch: Branch
+    sample_ids: list[str]
+    example: Example
+    strategy: Strategy | None = None
+    failure: Failure | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.sample_ids)
+
+    def qc_batch(self) -> QCBatch:
+        return QCBatch(original=self.example, strategy=self.strategy)
+
+
+def draw_examples(pool: list, count: int, rng: random.Random) -> list:
+    """`count` items from `pool`: a seeded shuffle, cycled when more are needed than there are."""
+    if count <= 0 or not pool:
+        return []
+    order = rng.sample(pool, len(pool))
+    return [order[i % len(order)] for i in range(count)]
+
+
+def chunk_ids(ids: list[str], size: int) -> list[list[str]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+def plan_pattern_batches(strategies: list[Strategy], per_cluster: list[int], train_examples: list[Example],
+                         config: GenerationConfig, seed: int, iteration: int) -> list[BatchPlan]:
+    """ceil(n_k / batch_size) calls for strategy k, each on a different training example where possible.
+    Sample ids: f"it{iteration}-pat-{k}-{n}", k = the strategy's position, n = 0..n_k-1."""
+    if len(per_cluster) != len(strategies):
+        raise ValueError(f"budget has {len(per_cluster)} cluster shares but {len(strategies)} strategies were "
+                         "given; plan the budget with n_clusters=len(strategies)")
+    plans = []
+    for k, (strategy, n_k) in enumerate(zip(strategies, per_cluster)):
+        ids = [f"it{iteration}-pat-{k}-{n}" for n in range(n_k)]
+        groups = chunk_ids(ids, config.batch_size)
+        rng = random.Random(f"pattern:{seed}:{iteration}:{k}")
+        for group, example in zip(groups, draw_examples(train_examples, len(groups), rng)):
+            plans.append(BatchPlan("pattern", group, example, strategy=strategy))
+    return plans
+
+
+def plan_error_batches(train_failures: list[Failure], error_budget: int, variants_per_failure: int,
+                       train_examples: list[Example], config: GenerationConfig, seed: int,
+                       iteration: int) -> list[BatchPlan]:
+    """Failures drawn in a seeded order, `error_quotas` samples each, at most batch_size per call.
+    Sample ids: f"it{iteration}-err-{n}". A failure whose id is not a training example is refused:
+    validation failures must never reach the generator."""
+    train_by_id = {ex.id: ex for ex in train_examples}
+    outsiders = [f.id for f in train_failures if f.id not in train_by_id]
+    if outsiders:
+        raise LeakError(f"error-based generation got failures that are not training examples "
+                        f"(e.g. {outsiders[:3]}); pass only the SLM's training-set failures")
+    rng = random.Random(f"error:{seed}:{iteration}")
+    failures = rng.sample(train_failures, len(train_failures))
+    quotas = error_quotas(error_budget, len(failures), variants_per_failure)
+    plans, n = [], 0
+    for failure, quota in zip(failures, quotas):
+        ids = [f"it{iteration}-err-{n + i}" for i in range(quota)]
+        n += quota
+        for group in chunk_ids(ids, config.batch_size):
+            plans.append(BatchPlan("error", group, train_by_id[failure.id], failure=failure))
+    return plans
+
+
+def plan_rephrase_batches(train_examples: list[Example], count: int, config: GenerationConfig, seed: int,
+                          iteration: int) -> list[BatchPlan]:
+    """ceil(count / batch_size) calls, each rephrasing a different training example where possible.
+    Sample ids: f"it{iteration}-reph-{n}"."""
+    ids = [f"it{iteration}-reph-{n}" for n in range(count)]
+    groups = chunk_ids(ids, config.batch_size)
+    rng = random.Random(f"rephrase:{seed}:{iteration}")
+    return [BatchPlan("rephrase", group, example)
+            for group, example in zip(groups, draw_examples(train_examples, len(groups), rng))]
+
+
+# ---------------------------------------------------------------------------
+# Prompts and replies
+
+
+def batch_messages(plan: BatchPlan, feedback: str | None, config: GenerationConfig) -> list[Message]:
+    """The generation prompt for one call (also the UI's prompt preview)."""
+    from pada.llm.prompts import render
+
+    example = {"prompt": truncate(plan.example.prompt, config.max_field_chars),
+               "answer": truncate(plan.example.answer, config.max_field_chars)}
+    common = {"example": example, "n": plan.size, "feedback": feedback, "format_hint": config.format_hint}
+    if plan.branch == "pattern":
+        return render(PROMPTS["pattern"], strategy=plan.strategy, **common)
+    if plan.branch == "error":
+        prediction = truncate(plan.failure.prediction, config.max_prediction_chars) or "(empty reply)"
+        return render(PROMPTS["error"], prediction=prediction, **common)
+    return render(PROMPTS["rephrase"], **common)
+
+
+def batch_schema(plan: BatchPlan) -> type[BaseModel]:
+    return rephrasings_schema(plan.size) if plan.branch == "rephrase" else variants_schema(plan.size)
+
+
+def prompt_text(messages: list[Message]) -> str:
+    return "\n".join(m["content"] for m in messages)
+
+
+def _salvage(raw: str, branch: Branch) -> list:
+    """Items that validate on their own in a reply that failed as a whole (wrong count, one bad item)."""
+    from pada.llm.jsonparse import ReplyError, parse_json
+
+    try:
+        data = parse_json(raw or "")
+    except ReplyError:
+        return []
+    key = "rephrasings" if branch == "rephrase" else "variants"
+    if isinstance(data, dict):
+        data = data.get(key, [data])
+    items = []
+    for entry in data if isinstance(data, list) else []:
+        if branch == "rephrase":
+            if isinstance(entry, str) and entry.strip():
+                items.append(entry)
+            continue
+        try:
+            items.append(GeneratedExample.model_validate(entry))
+        except ValidationError:
+            continue
+    return items
+
+
+def reply_items(plan: BatchPlan, result) -> list:
+    """The generated items of one reply (validated, or salvaged from a failed reply), at most plan.size."""
+    if result.ok and result.value is not None:
+        items = result.value.rephrasings if plan.branch == "rephrase" else result.value.variants
+    else:
+        items = _salvage(result.raw, plan.branch)
+    return list(items)[:plan.size]
+
+
+def samples_from_items(plan: BatchPlan, items: list, attempt: int) -> list[SyntheticSample]:
+    """SyntheticSample records for one call's items; rephrasings keep the original answer verbatim."""
+    samples = []
+    for sample_id, item in zip(plan.sample_ids, items):
+        if plan.branch == "rephrase":
+            question, answer = item.strip(), plan.example.answer
+        else:
+            question, answer = item.question.strip(), item.answer.strip()
+        samples.append(SyntheticSample(
+            sample_id=sample_id, branch=plan.branch,
+            based_on_strategy=plan.strategy.strategy_name if plan.strategy else None,
+            based_on_example=plan.example.id,
+            messages=[{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+            attempt=attempt))
+    return samples
+
+
+@dataclass
+class CallStats:
+    """Generation calls per branch, and how many gave nothing usable."""
+
+    calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BRANCHES, 0))
+    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BRANCHES, 0))
+
+
+class BatchGenerator:
+    """Runs generation calls for plans: `self(requests, attempt)` is the `RoundGenerator` the QC loop
+    wants (requests = [(plan_index, feedback | None)]). All requests of a round go out together."""
+
+    def __init__(self, plans: list[BatchPlan], generator, config: GenerationConfig, seed: int,
+                 leak_check: Callable[[str], None] | None = None):
+        self.plans, self.generator, self.config, self.seed = plans, generator, config, seed
+        self.leak_check = leak_check
+        self.stats = CallStats()
+
+    def request(self, plan: BatchPlan, feedback: str | None, attempt: int):
+        from pada.llm import JSONRequest
+
+        messages = batch_messages(plan, feedback, self.config)
+        if self.leak_check is not None and feedback is None:
+            # the regeneration prompt only adds the judge's feedback to this one
+            self.leak_check(prompt_text(messages))
+        # a distinct salt per slot and attempt: sampled draws stay distinct, a resumed run hits the cache
+        salt = f"{plan.sample_ids[0]}:{plan.example.id}:seed{self.seed}:attempt{attempt}"
+        return JSONRequest(messages=messages, schema=batch_schema(plan), stage=STAGES[plan.branch],
+                           temperature=self.config.temperature, cache_salt=salt)
+
+    def __call__(self, requests: list[tuple[int, str | None]], attempt: int) -> list[list[SyntheticSample]]:
+        if not requests:
+            return []
+        plans = [self.plans[i] for i, _ in requests]
+        calls = [self.request(plan, feedback, attempt) for plan, (_, feedback) in zip(plans, requests)]
+        results = self.generator.complete_json_many(calls)
+        out = []
+        for plan, result in zip(plans, results):
+            items = reply_items(plan, result)
+            self.stats.calls[plan.branch] += 1
+            self.stats.failed[plan.branch] += 0 if items else 1
+            out.append(samples_from_items(plan, items, attempt))
+        return out
+
+
+def generate_batches(plans: list[BatchPlan], generator, config: GenerationConfig | None = None, seed: int = 0,
+                     leak_check: Callable[[str], None] | None = None) -> list[SyntheticSample]:
+    """One attempt for every plan, without quality control (one call per plan, all concurrent)."""
+    config = config or GenerationConfig()
+    run = BatchGenerator(plans, generator, config, seed, leak_check)
+    batches = run([(i, None) for i in range(len(plans))], attempt=1)
+    return [sample for batch in batches for sample in batch]
+
+
+# ---------------------------------------------------------------------------
+# Branch-level functions (one attempt, no quality control)
+
+
+def generate_pattern_samples(strategies: list[Strategy], per_cluster: list[int], train_examples: list[Example],
+                             generator, config: GenerationConfig | None = None, seed: int = 0,
+                             iteration: int = 1, leak_check: Callable[[str], None] | None = None
+                             ) -> list[SyntheticSample]:
+    """Pattern-guided samples: `per_cluster[k]` for `strategies[k]`, variants of training examples."""
+    config = config or GenerationConfig()
+    plans = plan_pattern_batches(strategies, per_cluster, train_examples, config, seed, iteration)
+    return generate_batches(plans, generator, config, seed, leak_check)
+
+
+def generate_error_samples(train_failures: list[Failure], error_budget: int, train_examples: list[Example],
+                           generator, config: GenerationConfig | None = None, seed: int = 0, iteration: int = 1,
+                           variants_per_failure: int = 2, leak_check: Callable[[str], None] | None = None
+                           ) -> list[SyntheticSample]:
+    """Error-based samples: new questions like the ones the SLM got wrong in training."""
+    config = config or GenerationConfig()
+    plans = plan_error_batches(train_failures, error_budget, variants_per_failure, train_examples, config,
+                               seed, iteration)
+    return generate_batches(plans, generator, config, seed, leak_check)
+
+
+def generate_rephrase_samples(train_examples: list[Example], count: int, generator,
+                              config: GenerationConfig | None = None, seed: int = 0, iteration: int = 1,
+                              leak_check: Callable[[str], None] | None = None) -> list[SyntheticSample]:
+    """AugGPT baseline: rephrased training questions with their original answers."""
+    config = config or GenerationConfig()
+    plans = plan_rephrase_batches(train_examples, count, config, seed, iteration)
+    return generate_batches(plans, generator, config, seed, leak_check)
+
+
+# ---------------------------------------------------------------------------
+# Everything for one iteration
+
+
+@dataclass
+class GenerationOutcome:
+    """What one iteration's generation produced.
+
+    accepted: passed QC (and the leakage filter), ready for training.
+    rejected: the final attempt's samples below the QC threshold (kept with their scores).
+    attempts: every sample of every attempt; qc_results: one per sample per attempt.
+    leaked: accepted by QC but dropped for overlapping a validation/test question.
+    produced_counts: per branch and in total (see `count_outcome`).
+    """
+
+    accepted: list[SyntheticSample] = field(default_factory=list)
+    rejected: list[SyntheticSample] = field(default_factory=list)
+    attempts: list[SyntheticSample] = field(default_factory=list)
+    qc_results: list[QCResult] = field(default_factory=list)
+    produced_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    leaked: list[LeakDrop] = field(default_factory=list)
+
+
+def plan_iteration(strategies: list[Strategy], budget: Budget, train_examples: list[Example],
+                   train_failures: list[Failure], config: GenerationConfig, seed: int,
+                   iteration: int) -> list[BatchPlan]:
+    """Every generation call of one iteration, in a fixed order: pattern, error, rephrase."""
+    return (plan_pattern_batches(strategies, budget.per_cluster, train_examples, config, seed, iteration)
+            + plan_error_batches(train_failures, budget.error, budget.variants_per_failure, train_examples,
+                                 config, seed, iteration)
+            + plan_rephrase_batches(train_examples, budget.rephrase, config, seed, iteration))
+
+
+def generate_and_qc(strategies: list[Strategy], budget: Budget, train_examples: list[Example],
+                    train_failures: list[Failure], generator, judge, gen_config: GenerationConfig | None = None,
+                    qc_config: QCConfig | None = None, seed: int = 0, iteration: int = 1,
+                    leak_guard: LeakageGuard | None = None) -> GenerationOutcome:
+    """Generate the iteration's synthetic samples under quality control.
+
+    `budget.per_cluster[k]` belongs to `strategies[k]`. `generator` and `judge` are
+    `pada.llm.LLMClient`s (the paper uses different models). With `leak_guard`, every generation
+    prompt is checked (LeakError if a protected id/question is in it) and accepted samples that
+    overlap a protected question are moved to `leaked`.
+    """
+    gen_config = gen_config or GenerationConfig()
+    qc_config = qc_config or QCConfig()
+    plans = plan_iteration(strategies, budget, train_examples, train_failures, gen_config, seed, iteration)
+    runner = BatchGenerator(plans, generator, gen_config, seed,
+                            leak_guard.assert_no_leak if leak_guard is not None else None)
+    qc = run_qc_rounds(runner, [plan.qc_batch() for plan in plans], judge, qc_config)
+    accepted, leaked = leak_guard.filter(qc.accepted) if leak_guard is not None else (qc.accepted, [])
+    outcome = GenerationOutcome(accepted=accepted, rejected=qc.rejected, attempts=qc.attempts,
+                                qc_results=qc.qc_results, leaked=leaked)
+    outcome.produced_counts = count_outcome(plans, outcome, runner.stats)
+    return outcome
+
+
+def count_outcome(plans: list[BatchPlan], outcome: GenerationOutcome, stats: CallStats) -> dict[str, dict[str, int]]:
+    """Per branch: planned samples, batches, calls made, calls with nothing usable, samples generated
+    (all attempts), accepted, rejected by QC, dropped for leakage; plus "total"."""
+    def by_branch(samples: Iterable[SyntheticSample]) -> dict[str, int]:
+        counts = dict.fromkeys(BRANCHES, 0)
+        for sample in samples:
+            counts[sample.branch] += 1
+        return counts
+
+    planned = dict.fromkeys(BRANCHES, 0)
+    batches = dict.fromkeys(BRANCHES, 0)
+    for plan in plans:
+        planned[plan.branch] += plan.size
+        batches[plan.branch] += 1
+    columns = {"planned": planned, "batches": batches, "calls": stats.calls, "failed_calls": stats.failed,
+               "generated": by_branch(outcome.attempts), "accepted": by_branch(outcome.accepted),
+               "rejected": by_branch(outcome.rejected), "leaked": by_branch(d.sample for d in outcome.leaked)}
+    counts = {branch: {name: column[branch] for name, column in columns.items()} for branch in BRANCHES}
+    counts["total"] = {name: sum(column.values()) for name, column in columns.items()}
+    return counts

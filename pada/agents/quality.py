@@ -1,0 +1,319 @@
+"""Quality control: a judge LLM scores synthetic samples; weak batches are regenerated.
+
+The paper has a separate judge model (so the generator does not grade itself)
+score each synthetic sample against the training example it came from, 1-10,
+on adherence to the strategy (pattern branch only), training utility and
+relevance to the original's format and style, with feedback. A batch whose
+mean score is below the threshold (7) is regenerated with that feedback, at
+most 3 times.
+
+Here:
+- one judge call scores one whole generation batch (cost: one call per batch
+  per attempt); all pending batches of a round are judged concurrently;
+- a sample's average is the mean of the scores that apply to it; a batch
+  passes when every sample got a score and the mean of their averages is
+  >= threshold; a failed judge call (or a sample it skipped) gives
+  `QCResult(ok=False)` and counts as not passing;
+- generation is a callable, so the same loop serves every branch:
+  `run_qc_loop(generate_batch(feedback | None, attempt) -> samples, ...)` for
+  one batch, `run_qc_rounds` for many at once (concurrent calls per round);
+- after the last attempt, the final attempt's samples whose own average is
+  >= threshold are accepted; the others are rejected. Every attempt and every
+  score is returned, nothing is thrown away.
+
+`QCResult.passed` means "this sample's own average reached the threshold"; a
+sample with passed=True in a superseded attempt was still discarded because
+its batch was regenerated. `QCOutcome.accepted` is the authority.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from statistics import fmean
+from typing import Annotated, Callable
+
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
+
+from pada.records import Example, QCResult, Strategy, SyntheticSample
+
+STAGE = "quality"
+PROMPT = "quality"  # pada/llm/prompts/quality.jinja2
+
+
+@dataclass
+class QCConfig:
+    """Settings for the quality-control loop."""
+
+    threshold: float = field(default=7.0, metadata={"help": "Paper: a batch whose mean score is below 7 is regenerated; a sample needs 7 to be accepted."})
+    max_regenerations: int = field(default=3, metadata={"help": "Paper: at most 3 regenerations, so at most 4 attempts per batch."})
+    temperature: float = field(default=0.0, metadata={"help": "Paper: temperature 0 for every call except generation."})
+    qc_disabled: bool = field(default=False, metadata={"help": "Ablation 'without quality control': accept every sample without calling the judge (still recorded)."})
+    max_field_chars: int = field(default=1500, metadata={"help": "Questions and answers shown to the judge are cut to this many characters so a batch fits a small model's window."})
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.threshold <= 10.0:
+            raise ValueError(f"threshold must be within [1, 10] (scores are 1-10), got {self.threshold}")
+        if self.max_regenerations < 0:
+            raise ValueError(f"max_regenerations must be >= 0, got {self.max_regenerations}")
+
+
+# ---------------------------------------------------------------------------
+# What the judge returns
+
+
+def _clamp_score(value):
+    """Small models sometimes answer 0, 11 or 7.5: bring numbers into 1..10 instead of failing the call."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return min(10, max(1, round(value)))
+    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        return min(10, max(1, round(float(value))))
+    return value
+
+
+# Field before the validator, or pydantic writes "ge"/"le" instead of minimum/maximum into the schema.
+Score10 = Annotated[int, Field(ge=1, le=10), BeforeValidator(_clamp_score)]
+
+
+class SampleJudgement(BaseModel):
+    sample_idx: int
+    feedback: str = ""
+    utility: Score10
+    relevance: Score10
+
+
+class StrategySampleJudgement(BaseModel):
+    sample_idx: int
+    feedback: str = ""
+    adherence: Score10
+    utility: Score10
+    relevance: Score10
+
+
+@lru_cache(maxsize=None)
+def judge_schema(count: int, with_strategy: bool) -> type[BaseModel]:
+    """`{"scores": [item] * count}`; the exact count helps constrained decoding (MEASURED.md section 4).
+    Class names `JudgeScores` / `JudgeScoresWithStrategy` are what scripted stand-ins key on."""
+    item = StrategySampleJudgement if with_strategy else SampleJudgement
+    name = "JudgeScoresWithStrategy" if with_strategy else "JudgeScores"
+    return create_model(name, scores=(list[item], Field(min_length=count, max_length=count)))
+
+
+# ---------------------------------------------------------------------------
+# Loop inputs and outputs
+
+
+@dataclass
+class QCBatch:
+    """What the judge needs about one generation batch: the training example it came from and,
+    for the pattern branch, the strategy it had to follow."""
+
+    original: Example
+    strategy: Strategy | None = None
+
+
+@dataclass
+class QCOutcome:
+    accepted: list[SyntheticSample] = field(default_factory=list)
+    rejected: list[SyntheticSample] = field(default_factory=list)  # final attempt, below threshold or unjudged
+    attempts: list[SyntheticSample] = field(default_factory=list)  # every sample of every attempt
+    qc_results: list[QCResult] = field(default_factory=list)  # one per sample per attempt
+    attempts_per_batch: list[int] = field(default_factory=list)
+
+
+# generate(requests, attempt) -> one list of samples per request; a request is (batch_index, feedback).
+RoundGenerator = Callable[[list[tuple[int, str | None]], int], list[list[SyntheticSample]]]
+BatchGenerator = Callable[[str | None, int], list[SyntheticSample]]
+
+
+# ---------------------------------------------------------------------------
+# Judging
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut `text` to about `limit` characters, keeping head and tail (a SQuAD prompt ends with its question)."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[head - limit:]}"
+
+
+def judge_messages(batch: QCBatch, samples: list[SyntheticSample], max_chars: int = 1500) -> list[dict]:
+    """The judge's chat messages for one batch (also the UI's prompt preview)."""
+    from pada.llm.prompts import render
+
+    shown = [{"question": truncate(s.question, max_chars), "answer": truncate(_answer(s), max_chars)}
+             for s in samples]
+    return render(PROMPT, original=batch.original, strategy=batch.strategy, samples=shown)
+
+
+def _answer(sample: SyntheticSample) -> str:
+    return next((m["content"] for m in sample.messages if m["role"] == "assistant"), "")
+
+
+def usable_judgements(result, with_strategy: bool) -> list[BaseModel]:
+    """The judgements in a reply: the validated value or, when validation failed (wrong count,
+    one bad item), every item of the raw text that validates on its own."""
+    if result.ok and result.value is not None:
+        return list(result.value.scores)
+    from pada.llm.jsonparse import ReplyError, parse_json
+
+    try:
+        data = parse_json(result.raw or "")
+    except ReplyError:
+        return []
+    if isinstance(data, dict):
+        data = data.get("scores", [data])
+    item_type = StrategySampleJudgement if with_strategy else SampleJudgement
+    items = []
+    for entry in data if isinstance(data, list) else []:
+        try:
+            items.append(item_type.model_validate(entry))
+        except ValidationError:
+            continue
+    return items
+
+
+def match_judgements(items: list[BaseModel], count: int) -> dict[int, BaseModel]:
+    """Judgements by 0-based sample position. The prompt numbers samples from 1; a reply numbered
+    0..count-1 is read as 0-based; duplicates keep the first; exactly `count` items whose numbers
+    do not add up are read in order (small models renumber)."""
+    indices = [item.sample_idx for item in items]
+    offset = 0 if sorted(set(indices)) == list(range(count)) else 1
+    found: dict[int, BaseModel] = {}
+    for item in items:
+        pos = item.sample_idx - offset
+        if 0 <= pos < count and pos not in found:
+            found[pos] = item
+    if len(found) < count and len(items) == count:
+        return dict(enumerate(items))  # one item per sample but garbled numbers: read them in order
+    return found
+
+
+def _score_result(sample: SyntheticSample, attempt: int, item, threshold: float) -> QCResult:
+    adherence = getattr(item, "adherence", None)
+    scores = [s for s in (adherence, item.utility, item.relevance) if s is not None]
+    average = fmean(scores)
+    return QCResult(sample_id=sample.sample_id, attempt=attempt, adherence=adherence, utility=item.utility,
+                    relevance=item.relevance, average=average, feedback=item.feedback.strip(),
+                    passed=average >= threshold)
+
+
+def _failed_result(sample: SyntheticSample, attempt: int, why: str, raw: str | None) -> QCResult:
+    return QCResult(sample_id=sample.sample_id, attempt=attempt, feedback=why, passed=False, ok=False, raw=raw)
+
+
+def read_judgement(samples: list[SyntheticSample], attempt: int, result, with_strategy: bool,
+                   threshold: float) -> list[QCResult]:
+    """One QCResult per sample from one judge reply; samples it failed to score get ok=False."""
+    found = match_judgements(usable_judgements(result, with_strategy), len(samples))
+    out = []
+    for pos, sample in enumerate(samples):
+        if pos in found:
+            out.append(_score_result(sample, attempt, found[pos], threshold))
+        elif not found:
+            why = f"judge call failed: {result.error or 'no usable reply'}"
+            out.append(_failed_result(sample, attempt, why, result.raw))
+        else:
+            why = "the judge returned no score for this sample" + (f" ({result.error})" if result.error else "")
+            out.append(_failed_result(sample, attempt, why, result.raw))
+    return out
+
+
+def judge_batches(judge, batches: list[QCBatch], samples: list[list[SyntheticSample]], attempt: int,
+                  config: QCConfig) -> list[list[QCResult]]:
+    """Score each batch with one judge call (all calls concurrent). Empty batches get no call."""
+    from pada.llm import JSONRequest
+
+    todo = [i for i, batch_samples in enumerate(samples) if batch_samples]
+    requests = [JSONRequest(messages=judge_messages(batches[i], samples[i], config.max_field_chars),
+                            schema=judge_schema(len(samples[i]), batches[i].strategy is not None),
+                            stage=STAGE, temperature=config.temperature)
+                for i in todo]
+    results = judge.complete_json_many(requests) if requests else []
+    out: list[list[QCResult]] = [[] for _ in samples]
+    for i, result in zip(todo, results):
+        out[i] = read_judgement(samples[i], attempt, result, batches[i].strategy is not None, config.threshold)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The loop
+
+
+def batch_passes(results: list[QCResult], threshold: float) -> bool:
+    """A batch passes when it has samples, all were scored, and the mean of their averages >= threshold."""
+    if not results or not all(r.ok and r.average is not None for r in results):
+        return False
+    return fmean(r.average for r in results) >= threshold
+
+
+def feedback_text(samples: list[SyntheticSample], results: list[QCResult], max_chars: int = 160) -> str:
+    """What the generator is told before it retries: per sample, the start of its question, its score
+    and the judge's feedback."""
+    if not samples:
+        return "The previous attempt produced no usable examples in the requested format."
+    lines = []
+    for pos, (sample, result) in enumerate(zip(samples, results), start=1):
+        score = f"{result.average:.1f}/10" if result.average is not None else "not scored"
+        question = truncate(" ".join(sample.question.split()), max_chars)
+        note = result.feedback or "no feedback"
+        lines.append(f'{pos}. "{question}" scored {score}: {note}')
+    return "\n".join(lines)
+
+
+def _accept_all(samples: list[SyntheticSample]) -> list[QCResult]:
+    return [QCResult(sample_id=s.sample_id, attempt=s.attempt, passed=True,
+                     feedback="quality control disabled: accepted without judging") for s in samples]
+
+
+def run_qc_rounds(generate: RoundGenerator, batches: list[QCBatch], judge, config: QCConfig | None = None
+                  ) -> QCOutcome:
+    """Generate, judge and regenerate many batches in lock-step rounds.
+
+    Round r (attempt r): every batch still pending is generated (one `generate` call with all of
+    them, so the branch can send its requests concurrently), then judged (concurrently). Batches
+    below the threshold go to the next round with their feedback, until `max_regenerations`.
+    Cost: up to (1 + max_regenerations) generation and judge calls per batch.
+    """
+    config = config or QCConfig()
+    outcome = QCOutcome(attempts_per_batch=[0] * len(batches))
+    last_samples: list[list[SyntheticSample]] = [[] for _ in batches]
+    last_results: list[list[QCResult]] = [[] for _ in batches]
+    pending: list[tuple[int, str | None]] = [(i, None) for i in range(len(batches))]
+    max_attempts = 1 if config.qc_disabled else 1 + config.max_regenerations
+    for attempt in range(1, max_attempts + 1):
+        if not pending:
+            break
+        generated = generate(pending, attempt)
+        indices = [i for i, _ in pending]
+        for i, samples in zip(indices, generated):
+            samples = [s.model_copy(update={"attempt": attempt}) for s in samples]
+            last_samples[i] = samples
+            outcome.attempts.extend(samples)
+            outcome.attempts_per_batch[i] = attempt
+        if config.qc_disabled:
+            results = [_accept_all(last_samples[i]) for i in indices]
+        else:
+            results = judge_batches(judge, [batches[i] for i in indices], [last_samples[i] for i in indices],
+                                    attempt, config)
+        pending = []
+        for i, batch_results in zip(indices, results):
+            last_results[i] = batch_results
+            outcome.qc_results.extend(batch_results)
+            if not config.qc_disabled and not batch_passes(batch_results, config.threshold):
+                pending.append((i, feedback_text(last_samples[i], batch_results)))
+    for samples, results in zip(last_samples, last_results):
+        for sample, result in zip(samples, results):
+            (outcome.accepted if result.passed else outcome.rejected).append(sample)
+    return outcome
+
+
+def run_qc_loop(generate_batch: BatchGenerator, batch: QCBatch, judge, config: QCConfig | None = None
+                ) -> QCOutcome:
+    """The QC loop for one batch: `generate_batch(feedback | None, attempt) -> samples`."""
+    def generate(requests: list[tuple[int, str | None]], attempt: int) -> list[list[SyntheticSample]]:
+        return [generate_batch(feedback, attempt) for _, feedback in requests]
+
+    return run_qc_rounds(generate, [batch], judge, config)

@@ -1,0 +1,138 @@
+"""TEST STAND-IN: canned, deterministic LLM replies for generation and quality control. Not a model.
+
+`generation_script()` returns `{schema_class_name: handler}` for `pada.llm.scripted.ScriptedLLM`
+(`set_script(...)`), covering pattern- and error-based generation (`GeneratedVariants`),
+rephrasing (`Rephrasings`) and the judge (`JudgeScores`, `JudgeScoresWithStrategy`). Each
+handler reads the rendered prompt (the "### ..." headings and "[Sample N]" markers of
+pada/llm/prompts/{generate_pattern,generate_error,rephrase,quality}.jinja2) and answers with
+valid JSON:
+
+- variants: the training example with every number shifted (or, without numbers, a new lead-in
+  sentence), its reply shifted the same way, so format and answer style are kept;
+- rephrasings: the question behind a different lead-in sentence;
+- judge: relevance from whether a sample's reply ends the way the original's does ("#### n",
+  "The answer is X."), utility low for a verbatim copy of the original; feedback says why.
+
+Same prompt, same reply. Use it in tests and pipeline dry runs; it does not solve anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+
+Handler = Callable[[list[dict], dict | None], str]
+
+_LEAD_INS = ("In a different setting:", "Here is a related case:", "Consider a new situation:",
+             "A similar question:", "Now think about this:")
+_REPHRASE_LEAD_INS = ("Put differently:", "In other words:", "Rephrased:", "To restate the question:",
+                      "Asked another way:")
+_NUMBER = re.compile(r"\d+")
+
+
+def _user_text(messages: list[dict]) -> str:
+    return "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
+
+
+def _between(text: str, start: str, end: str) -> str:
+    match = re.search(re.escape(start) + r"\n(.*?)\n" + re.escape(end), text, re.DOTALL)
+    return match.group(1).strip() if match else ""
+
+
+def _digest(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def _count(schema: dict | None, field: str, text: str) -> int:
+    """How many items to return: the schema's minItems, else "Write N" in the prompt, else 1."""
+    try:
+        return int(schema["properties"][field]["minItems"])
+    except (KeyError, TypeError, ValueError):
+        match = re.search(r"Write (\d+) ", text)
+        return int(match.group(1)) if match else 1
+
+
+def _shift_numbers(text: str, offset: int) -> str:
+    return _NUMBER.sub(lambda m: str(int(m.group()) + offset), text)
+
+
+def _variant(question: str, answer: str, index: int, salt: int) -> dict:
+    offset = 1 + (salt + index) % 9
+    if _NUMBER.search(question):
+        return {"question": _shift_numbers(question, offset), "answer": _shift_numbers(answer, offset)}
+    lead_in = _LEAD_INS[(salt + index) % len(_LEAD_INS)]
+    return {"question": f"{lead_in} {question}", "answer": answer}
+
+
+def variants_reply(messages: list[dict], schema: dict | None = None) -> str:
+    """`GeneratedVariants` for the pattern and error prompts."""
+    text = _user_text(messages)
+    question = _between(text, "### User message", "### ")
+    answer = (_between(text, "### Assistant reply", "### End of example")
+              or _between(text, "### Correct assistant reply", "### The model's wrong reply"))
+    salt = _digest(text)  # feedback in a regeneration prompt changes the variants
+    n = _count(schema, "variants", text)
+    return json.dumps({"variants": [_variant(question, answer, i, salt) for i in range(n)]})
+
+
+def rephrasings_reply(messages: list[dict], schema: dict | None = None) -> str:
+    """`Rephrasings` for the rephrase prompt."""
+    text = _user_text(messages)
+    question = _between(text, "Question:", "### End of question")
+    salt = _digest(text)
+    n = _count(schema, "rephrasings", text)
+    return json.dumps({"rephrasings": [f"{_REPHRASE_LEAD_INS[(salt + i) % len(_REPHRASE_LEAD_INS)]} {question}"
+                                       for i in range(n)]})
+
+
+_SAMPLE = re.compile(r"^\[Sample (\d+)\]\nUser: (.*?)\nAssistant: (.*?)(?=\n\[Sample \d+\]|\nScore every sample|\Z)",
+                     re.DOTALL | re.MULTILINE)
+
+
+def _ending(answer: str) -> str:
+    """The shape of a reply's last line: digits -> 0, a lone option letter -> X."""
+    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return re.sub(r"\b[A-E]\b", "X", _NUMBER.sub("0", last))
+
+
+def _has_marker(answer: str) -> bool:
+    return "####" in answer or "answer is" in answer.lower()
+
+
+def _judge_item(index: int, question: str, answer: str, original_q: str, original_a: str,
+                with_strategy: bool) -> dict:
+    same_style = (_ending(answer) == _ending(original_a)) if _has_marker(original_a) else \
+        (0.3 <= (len(answer) + 1) / (len(original_a) + 1) <= 3.0)
+    is_copy = " ".join(question.split()) == " ".join(original_q.split())
+    relevance = 9 if same_style else 4
+    utility = 3 if is_copy else 8
+    notes = []
+    if not same_style:
+        notes.append("the reply does not end the way the original's does")
+    if is_copy:
+        notes.append("the question copies the original")
+    item = {"sample_idx": index, "feedback": "; ".join(notes) or "keeps the format and changes the content",
+            "utility": utility, "relevance": relevance}
+    if with_strategy:
+        item["adherence"] = 8
+    return item
+
+
+def judge_reply(messages: list[dict], schema: dict | None = None) -> str:
+    """`JudgeScores` / `JudgeScoresWithStrategy`: one item per "[Sample N]" block of the quality prompt."""
+    text = _user_text(messages)
+    original_q = _between(text, "### User message", "### Assistant reply")
+    original_a = _between(text, "### Assistant reply", "### End of original")
+    with_strategy = ("adherence" in json.dumps(schema)) if schema else "asked to follow this strategy" in text
+    items = [_judge_item(int(idx), q.strip(), a.strip(), original_q, original_a, with_strategy)
+             for idx, q, a in _SAMPLE.findall(text)]
+    return json.dumps({"scores": items})
+
+
+def generation_script() -> dict[str, Handler]:
+    """Handlers for every schema of pada.agents.generation and pada.agents.quality."""
+    return {"GeneratedVariants": variants_reply, "Rephrasings": rephrasings_reply,
+            "JudgeScores": judge_reply, "JudgeScoresWithStrategy": judge_reply}
