@@ -739,9 +739,10 @@ class RunStore:
         """
         where, params = self._sample_filter(iteration, strategy, branch, status, min_score, max_score)
         page, page_params = _page(limit, offset)
+        # Page over the (covering) indexes first, then read the JSON of the page's rows only.
         rows = self._query(
-            "SELECT sample_json, qc_json, iteration, status, n_attempts, status_author, status_at "
-            f"FROM samples {where} ORDER BY rowid" + page,
+            "SELECT sample_json, qc_json, iteration, status, n_attempts, status_author, status_at FROM samples "
+            f"WHERE rowid IN (SELECT rowid FROM samples {where} ORDER BY rowid{page}) ORDER BY rowid",
             params + page_params,
         )
         return [

@@ -199,12 +199,16 @@ def _v2_dashboard_indexes(conn: sqlite3.Connection) -> None:
         CREATE INDEX predictions_by_correct ON predictions (iteration, split, correct);
         CREATE INDEX analyses_by_category ON analyses (iteration, scenario_category);
         CREATE INDEX cluster_points_by_cluster ON cluster_points (iteration, cluster_id);
-        CREATE INDEX samples_by_status ON samples (iteration, status);
-        CREATE INDEX samples_by_branch ON samples (iteration, branch, status);
-        CREATE INDEX samples_by_strategy ON samples (iteration, strategy);
+        -- Sample filters and counts are answered from these indexes alone (score is
+        -- included), and a page reads the JSON of its own 50 rows only.
+        CREATE INDEX samples_by_status ON samples (iteration, status, score);
+        CREATE INDEX samples_by_branch ON samples (iteration, branch, status, score);
+        CREATE INDEX samples_by_strategy ON samples (iteration, strategy, status, score);
         CREATE INDEX samples_by_score ON samples (iteration, score);
-        CREATE INDEX llm_calls_by_stage ON llm_calls (stage, model);
-        CREATE INDEX llm_calls_by_iteration ON llm_calls (iteration);
+        -- Covers every column `llm_usage` sums: aggregates never read the JSON rows.
+        CREATE INDEX llm_calls_usage ON llm_calls (stage, model, iteration, cache_hit, ok, prompt_tokens,
+                                                   completion_tokens, cost_usd, latency_s);
+        CREATE INDEX llm_calls_by_iteration ON llm_calls (iteration, stage);
         CREATE INDEX events_by_iteration ON events (iteration, stage);
         """
     )
