@@ -38,7 +38,7 @@ def compare_runs(config: RunConfig, methods: list[str], runs_root=None) -> list[
 def rows_for_run(store: RunStore, method: str) -> list[ComparisonRow]:
     from pada.runs import headline_metric
 
-    metric = headline_metric(store.config)
+    metric = headline_metric(store.config())
     usage = store.llm_usage(group_by=())
     tokens = int(sum((u["prompt_tokens"] or 0) + (u["completion_tokens"] or 0) for u in usage))
     cost = float(sum(u["cost_usd"] or 0.0 for u in usage))

@@ -56,7 +56,7 @@ class Pipeline:
 
     def __init__(self, store: RunStore, config: RunConfig | None = None):
         self.store = store
-        self.config = config or from_dict(store.config, source=f"run {store.run_id} config")
+        self.config = config or from_dict(store.config(), source=f"run {store.run_id} config")
         self.iteration = 0
         self._task = None
         self._splits = None
@@ -287,7 +287,7 @@ class Pipeline:
                 store.log_event("warning", f"dropped {len(outcome.leaked)} samples overlapping validation/test "
                                            f"questions", iteration=i, stage=GENERATE)
                 leaked_ids = [drop.sample.sample_id for drop in outcome.leaked]
-                store.set_sample_status(leaked_ids, "rejected_qc", author="leakage-guard")
+                store.set_sample_status(leaked_ids, "rejected_qc", author="leakage-guard", iteration=i)
         return write
 
     def _train_failures(self, i: int) -> list[Failure]:

@@ -44,7 +44,7 @@ class RunOverview:
 
 
 def overview(store: RunStore) -> RunOverview:
-    state, config = store.state(), store.config
+    state, config = store.state(), store.config()
     status = state.status
     if status == "running" and not process_alive(state.pid):
         status = "interrupted"  # killed without a chance to record it; `pada resume` continues it

@@ -1,5 +1,6 @@
 """Shared test settings: nothing in the suite may touch the network."""
 
+import json
 import os
 
 # Set before anything imports litellm / transformers.
@@ -23,3 +24,50 @@ def tiny_slm_dir(tmp_path_factory):
     from pada.slm.testing import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_slm"), seed=0)
+
+
+def tiny_run_config(model_dir, **overrides) -> dict:
+    """A whole PaDA run small enough for tests: tiny SLM, the scripted LLM stand-in, a few ARC examples."""
+    config = {
+        "task": "arc_challenge",
+        "method": "pada",
+        "iterations": 2,
+        "seed": 0,
+        "data": {"train_size": 16, "val_size": 12, "test_size": 12, "eval_train_limit": 8},
+        "slm": {"model": str(model_dir), "eval_batch_size": 16,
+                "train": {"epochs": 1, "batch_size": 8, "max_seq_len": 256}},
+        "llm": {"model": "scripted/generator", "concurrency": 4},
+        "judge": {"model": "scripted/judge", "concurrency": 4},
+        "analysis": {"max_failures": 10, "batch_size": 5},
+        "clustering": {"k_max": 4},
+        "generation": {"batch_size": 2},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, tiny_slm_dir):
+    """A finished 2-iteration PaDA run made by the real pipeline (tiny SLM, scripted LLM stand-in).
+
+    Returns (runs_root, run_id). Tests must not modify it; copy it first (`shutil.copytree`) to edit.
+    """
+    from pada.agents import scripted
+    from pada.config import from_dict
+    from pada.llm.scripted import register
+    from pada.pipeline import Pipeline, start_run
+
+    stand_in = register()  # a fresh stand-in, whatever earlier tests scripted
+    stand_in.set_script(scripted.pada_script())
+    runs_root = tmp_path_factory.mktemp("runs")
+    config = from_dict(tiny_run_config(tiny_slm_dir))
+    store = start_run(config, runs_root=runs_root, run_id="tiny-pada")
+    assert Pipeline(store, config).run() == "completed"
+    store.close()
+    # Every request the stand-in received, for tests that check what the generator was shown.
+    (runs_root / "scripted_requests.json").write_text(json.dumps(stand_in.received, default=str))
+    return runs_root, "tiny-pada"
