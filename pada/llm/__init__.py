@@ -1,0 +1,28 @@
+"""The one way into LLMs: `LLMClient` (litellm underneath) and prompt templates.
+
+    from pada.llm import LLMClient, LLMConfig, JSONRequest, StructuredResult
+
+Importing this package is cheap: litellm is imported on the first request.
+"""
+
+from pada.llm.client import (
+    JSONRequest,
+    LLMClient,
+    LLMConfig,
+    LLMConfigError,
+    StructuredResult,
+    response_format,
+    schema_instruction,
+    with_schema_instruction,
+)
+
+__all__ = [
+    "JSONRequest",
+    "LLMClient",
+    "LLMConfig",
+    "LLMConfigError",
+    "StructuredResult",
+    "response_format",
+    "schema_instruction",
+    "with_schema_instruction",
+]
