@@ -70,27 +70,27 @@ class BundledModelError(PadaError):
 
 # ---------------------------------------------------------------- public API
 
-def resolve_model(name_or_path: str | None = None) -> str:
+def resolve_model(name_or_path: str | os.PathLike | None = None) -> str:
     """SLM/LLM name → something `from_pretrained` accepts.
 
     `smollm2-135m` (also the default for None/"") and `qwen2.5-coder-0.5b` become
     local converted checkpoints; anything else (a local path or a hub id) is
     returned unchanged.
     """
-    name = (name_or_path or DEFAULT_SLM).strip()
+    name = str(name_or_path or DEFAULT_SLM).strip()
     aliases: dict[str, Callable[[], Path]] = {SMOLLM2: smollm2_checkpoint, QWEN_CODER: qwen_coder_checkpoint}
     if name.lower() in aliases:
         return str(aliases[name.lower()]())
     return name
 
 
-def resolve_embedder(name_or_path: str | None = None) -> str:
+def resolve_embedder(name_or_path: str | os.PathLike | None = None) -> str:
     """Sentence embedder name → something `SentenceTransformer(...)` accepts.
 
     The bundled packages hold exactly the hub weights, so the hub ids map to them
     too (offline machines then need no hub); other names pass through unchanged.
     """
-    name = (name_or_path or DEFAULT_EMBEDDER).strip()
+    name = str(name_or_path or DEFAULT_EMBEDDER).strip()
     aliases: dict[str, Callable[[], Path]] = {
         MINILM: minilm_path, "sentence-transformers/all-minilm-l6-v2": minilm_path,
         MPNET: mpnet_path, "sentence-transformers/all-mpnet-base-v2": mpnet_path,

@@ -1,0 +1,89 @@
+"""`python -m pada eval`: score the SLM (optionally with a LoRA adapter) on a task split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "evaluate the small language model (optionally with a LoRA adapter) on a task split"
+
+SPLITS = ("train", "validation", "test")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, help="task name, e.g. arc_challenge (see `pada tasks`)")
+    parser.add_argument("--split", choices=SPLITS, default="validation", help="which split (default: validation)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N examples of the split")
+    parser.add_argument("--adapter", default=None, help="LoRA adapter directory from `pada finetune --out`")
+    parser.add_argument("--model", default=None,
+                        help="base model (default: the adapter's base model, else smollm2-135m)")
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: 16)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation budget (default: the task's)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="auto = bfloat16 where the hardware is fast at it, else float32")
+    parser.add_argument("--out", default=None, help="write predictions as JSONL (id, prediction, extracted, correct)")
+    parser.add_argument("--train-size", type=int, default=1000, help="training subset size, for --split train")
+    parser.add_argument("--test-size", type=int, default=500, help="fixed test subset size (default: 500)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training subset, for --split train")
+    parser.add_argument("--data-dir", default=None, help="benchmark data root (default: $PADA_DATA_DIR or ../shared/data)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pada.errors import PadaError
+    from pada.slm.evaluate import evaluate, write_predictions
+    from pada.slm.generate import load_for_inference
+    from pada.tasks import get_task
+
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise PadaError("--batch-size and --limit must be >= 1")
+    base_model = args.model or _adapter_base_model(args.adapter)
+    task = get_task(args.task, data_dir=args.data_dir)
+    splits = task.splits(train_size=args.train_size, test_size=args.test_size, seed=args.seed)
+    examples = getattr(splits, args.split)[: args.limit]
+    model, tokenizer = load_for_inference(base_model, args.adapter, dtype=args.dtype)
+    print(f"evaluating {base_model or 'smollm2-135m'}{' + ' + args.adapter if args.adapter else ''} "
+          f"on {len(examples)} {task.name} {args.split} examples", file=sys.stderr)
+    with _progress_bar(len(examples)) as on_progress:
+        result = evaluate(task, examples, model, tokenizer, args.split, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens, on_progress=on_progress)
+    if args.out:
+        print(f"predictions written to {write_predictions(args.out, result.predictions)}", file=sys.stderr)
+    print(result.summary())
+    return 0
+
+
+def _adapter_base_model(adapter: str | None) -> str | None:
+    """The base model an adapter was trained on (from its training_summary.json), so --model can be left out."""
+    from pada.errors import PadaError
+    from pada.slm.train import SUMMARY_FILE
+
+    if adapter is None:
+        return None
+    adapter_dir = Path(adapter)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise PadaError(f"--adapter {adapter}: not a LoRA adapter directory (no adapter_config.json); "
+                        "pass the --out directory of `pada finetune`")
+    summary = adapter_dir / SUMMARY_FILE
+    if summary.is_file():
+        return json.loads(summary.read_text()).get("base_model")
+    return None
+
+
+class _progress_bar:
+    """tqdm bar driven by `on_progress(done, total)`."""
+
+    def __init__(self, total: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="ex", desc="generating", file=sys.stderr)
+
+    def __enter__(self):
+        def on_progress(done: int, total: int) -> None:
+            self.bar.update(done - self.bar.n)
+
+        return on_progress
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()

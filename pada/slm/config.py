@@ -1,0 +1,83 @@
+"""LoRA fine-tuning settings: one dataclass that feeds the trainer, the CLI and the saved run summary.
+
+Defaults are the paper's (Llama 3.2 1B, one A10G): LoRA r = alpha = 32,
+dropout 0.05, lr 2e-4, 5 epochs, all linear projections. Batch size and
+sequence length are ours, sized for a 2-core CPU (see shared/MEASURED.md:
+~170-250 training tokens/s for SmolLM2-135M, so a step of 8 x 200 tokens takes
+6-10 s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+DTYPES = ("auto", "float32", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda")
+ALL_LINEAR = "all-linear"  # peft shorthand: every Linear except the output head
+
+
+@dataclass
+class LoRAConfig:
+    """Parameters that control the adapter, the optimisation and the hardware.
+
+    Adapter:      r, alpha, dropout, target_modules
+    Optimisation: epochs, learning_rate, batch_size, grad_accum, warmup_ratio, lr_scheduler,
+                  weight_decay, max_seq_len, seed
+    Hardware:     dtype, device
+    Bookkeeping:  logging_steps
+    """
+
+    r: int = field(default=32, metadata={"help": "LoRA rank (paper: 32)"})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha; scale = alpha / r (paper: 32)"})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (paper: 0.05)"})
+    target_modules: str | list[str] = field(
+        default=ALL_LINEAR,
+        metadata={"help": "modules that get adapters: 'all-linear' (paper: all projections) or a list "
+                          "such as q_proj,k_proj,v_proj,o_proj (~15% faster on CPU, fewer parameters)"})
+    epochs: float = field(default=5.0, metadata={"help": "passes over the training set (paper: 5)"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (paper: 2e-4)"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per optimiser micro-step"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-steps per optimiser step"})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "fraction of steps with linear warm-up"})
+    lr_scheduler: str = field(default="linear", metadata={"help": "transformers scheduler name"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_seq_len: int = field(
+        default=1024,
+        metadata={"help": "tokens per conversation; longer ones are cut at the end (SQuAD contexts fit)"})
+    seed: int = field(default=0, metadata={"help": "seeds adapter init, data order and dropout"})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "'auto' = bfloat16 where the hardware has it (CUDA with bf16, CPUs with avx512_bf16/"
+                          "AMX: 1.3-1.5x faster, finite losses), else float32"})
+    device: str = field(default="auto", metadata={"help": "'auto' = cuda when available, else cpu"})
+    logging_steps: int = field(default=1, metadata={"help": "record the training loss every N steps"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, str) and self.target_modules != ALL_LINEAR:
+            self.target_modules = [name.strip() for name in self.target_modules.split(",") if name.strip()]
+        problems = []
+        for name in ("r", "alpha", "batch_size", "grad_accum", "max_seq_len", "logging_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            problems.append("epochs and learning_rate must be > 0")
+        if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
+            problems.append("dropout and warmup_ratio must be in [0, 1)")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {DTYPES} (got {self.dtype!r})")
+        if self.device not in DEVICES:
+            problems.append(f"device must be one of {DEVICES} (got {self.device!r})")
+        if problems:
+            from pada.errors import PadaError
+
+            raise PadaError("bad LoRA config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LoRAConfig:
+        """Build from a dict, ignoring keys this version does not know (older/newer saved runs)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
