@@ -112,7 +112,9 @@ class Pattern(BaseModel):
     cluster_id: int
     category_name: str
     error_pattern: str
-    representative_samples: list[str] = Field(default_factory=list)
+    representative_samples: list[str] = Field(default_factory=list)  # failure ids
+    ok: bool = True  # False when the LLM call failed and the pattern was built without it
+    raw: str | None = None  # the failed call's reply, kept so nothing is lost
 
 
 class Strategy(BaseModel):
@@ -121,6 +123,8 @@ class Strategy(BaseModel):
     strategy_name: str
     generation_approach: str
     key_elements: list[str] = Field(default_factory=list)
+    ok: bool = True  # False when the LLM call failed and a generic strategy was built instead
+    raw: str | None = None  # the failed call's reply, kept so nothing is lost
 
 
 Branch = Literal["pattern", "error", "rephrase"]
