@@ -186,6 +186,8 @@ def test_squad_normalisation_edge_cases(text, normalised):
     ("Answer: Denver Broncos", ["Denver Broncos"], 1.0, 1.0),
     ("**Denver Broncos**", ["Denver Broncos"], 1.0, 1.0),
     ("Denver Broncos\n\nThey beat the Panthers 24–10.", ["Denver Broncos"], 1.0, 1.0),  # first line
+    ("Answer:\nDenver Broncos", ["Denver Broncos"], 1.0, 1.0),
+    ("  \n\nThe final answer is: the Denver Broncos", ["Denver Broncos"], 1.0, 1.0),
     ("x y y", ["y y z"], 0.0, pytest.approx(2 / 3)),  # Counter overlap, not set overlap
     ("", ["Denver Broncos"], 0.0, 0.0),
     ("Panthers", ["Denver Broncos"], 0.0, 0.0),

@@ -242,3 +242,49 @@ def test_data_dir_from_environment(tmp_path, monkeypatch):
     make_arc(tmp_path)
     monkeypatch.setenv("PADA_DATA_DIR", str(tmp_path))
     assert len(get_task("arc_challenge").pools().train) == 6
+
+
+# ----------------------------------------------------------------------------- hub fallback (no network)
+
+HUB_ROWS = {
+    ("allenai/ai2_arc", "train"): [{"id": "h1", "question": "Q1?", "choices": {"text": ["x", "y"], "label": ["1", "2"]},
+                                    "answerKey": "2"}],
+    ("allenai/ai2_arc", "validation"): [{"id": "h2", "question": "Q2?",
+                                         "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "A"}],
+    ("allenai/ai2_arc", "test"): [{"id": "h3", "question": "Q3?", "choices": {"text": ["x", "y"], "label": ["A", "B"]},
+                                   "answerKey": "B"}],
+    ("rajpurkar/squad", "validation"): [{"id": "d1", "title": "T", "context": "Paris is in France.",
+                                         "question": "Where is Paris?",
+                                         "answers": {"text": ["France"], "answer_start": [12]}}],
+}
+
+
+def fake_hub_load(repo, config, split):
+    """Rows shaped like the hub's datasets (what `datasets.load_dataset` would return)."""
+    return HUB_ROWS[(repo, split)]
+
+
+def test_hub_rows_become_the_local_records(tmp_path, monkeypatch):
+    from pada.tasks import hub
+
+    monkeypatch.setattr(hub, "_load", fake_hub_load)
+    task = get_task("arc_challenge", tmp_path / "empty")
+    pools = task.pools()
+    assert [ex.id for ex in pools.train + pools.validation + pools.test] == ["h1", "h2", "h3"]
+    assert pools.train[0].gold["label"] == "B" and pools.train[0].gold["numeric_labels"]
+    assert pools.train[0].prompt.startswith("Q1?\n\nA. x\nB. y")
+    squad = get_task("squad", tmp_path / "empty")
+    assert squad.lookup(["d1"])["d1"].gold["answers"] == ["France"]  # dev only: the train file is not read
+
+
+def test_hub_failure_names_the_dataset(tmp_path, monkeypatch):
+    from pada.tasks import hub
+
+    def unreachable(repo, config, split):
+        raise hub.HubUnavailable("cannot reach huggingface.co: Name or service not known")
+
+    monkeypatch.setattr(hub, "_load", unreachable)
+    with pytest.raises(TaskError) as err:
+        get_task("hellaswag", tmp_path).pools()
+    assert "Rowan/hellaswag" in str(err.value) and "cannot reach huggingface.co" in str(err.value)
+    assert str(tmp_path / "hellaswag" / "hellaswag_val.jsonl") in str(err.value)

@@ -6,15 +6,18 @@ number, a span, a program) and then compares it with the gold answer. The
 extracted value is returned in `Score.extracted` so a human (or the error
 analysis LLM) can see what the scorer read.
 
-- multiple choice: `extract_choice` -> option letter, explicit patterns first
-  ("The answer is B", "(B)", "Option B"), then an option's own text, then a
+- multiple choice: `extract_choice` -> option letter: an answer that is
+  exactly one option's text, then explicit labels ("B) ...", "The answer is
+  B", "(B)", "Option B"), then an option's text inside the answer, then a
   lone capital letter (never the article "A" in "A plant needs ...").
 - numbers (GSM8K): `extract_number` -> the `####` marker, else an
   "answer is ..." phrase or a \\boxed{}, else the last number; compared
   numerically so `1,000`, `$1000.00` and `1000` are equal.
 - spans (SQuAD): the official SQuAD v1.1 `normalize_answer`, exact match and
   Counter-based F1, max over the gold answers.
-- code: `extract_code` + `build_program` -> a program run in `pada.sandbox`.
+- code: `candidate_code` (first ```python fence; a full function keeps the
+  stub's imports and helpers, a body is appended to the stub) + the task's
+  tests -> one program run in `pada.sandbox`; pass@1 is its exit status.
 """
 
 from __future__ import annotations
@@ -139,8 +142,8 @@ def extract_choice(prediction: str, n_options: int, options: list[str] | None = 
     "B) text", "(B)", "b."), a keyword-led label ("The answer is B",
     "Answer: (b)", "Option C"), a single parenthesised capital anywhere, the
     text of an option the answer contains, and last a single lone capital
-    letter (never the article "A"). `numeric_labels`: the question's own labels are 1..n
-    (some ARC items), so "2" or "(2)" also means option B.
+    letter (never the article "A"). `numeric_labels`: the question's own
+    labels are 1..n (some ARC items), so "2" or "(2)" also means option B.
     """
     letters = LETTERS[:n_options]
     if options:  # the answer is exactly one option's text ("H_{2}O", "mass of -3.", "Rr"): nothing else to read
@@ -324,12 +327,14 @@ def extract_span(prediction: str) -> str:
 
     The official script compares the raw prediction; we only strip these
     wrappers (which the official normalisation cannot remove) and keep
-    everything else, so the SQuAD normalisation still decides.
+    everything else, so the SQuAD normalisation still decides. A lone
+    "Answer:" line is skipped ("Answer:\nDenver Broncos").
     """
-    lines = [line for line in (prediction or "").strip().splitlines() if line.strip()]
-    first = lines[0] if lines else ""
-    first = _SPAN_PREFIX.sub("", first.replace("**", ""))
-    return first.strip()
+    for line in (prediction or "").splitlines():
+        span = _SPAN_PREFIX.sub("", line.replace("**", "")).strip()
+        if span:
+            return span
+    return ""
 
 
 def score_span(prediction: str, answers: list[str]) -> Score:
