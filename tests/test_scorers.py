@@ -94,6 +94,8 @@ def test_score_choice_reports_extracted_letter():
     ("The answer is 18. Check: 18 + 2 = 20", "18"),  # an explicit answer phrase beats the last number
     ("\\boxed{42}", "42"), ("The final answer is \\boxed{1,234}.", "1234"),
     ("The answer is: **72**", "72"), ("**Final answer: 5**", "5"),
+    ("To answer 5 questions she needs 2 hours each, so 10 hours.", "10"),
+    ("The final answer is 12 cookies.", "12"), ("Answer = 9", "9"),
     ("1,234,567 people", "1234567"), ("1, 2, 3", "3"), ("5-3=2", "2"),
     ("It costs 12 dollars per hour; 12*5 = 60\nSo he earns 60 dollars.", "60"),
 ])

@@ -32,7 +32,7 @@ def read_predictions(path: Path) -> list[tuple[int, str, str]]:
     if not path.is_file():
         raise DataError(f"predictions file not found: {path}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # tolerate a BOM
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err.reason})") from None
     predictions = []

@@ -221,7 +221,7 @@ def mc_answer(label: str) -> str:
 # 1,234,567 (thousands groups) or plain digits, optional decimals; sign and $ handled around it.
 _NUMBER = re.compile(r"(?<![\w.])([-−–]?)\s?\$?\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?![\d])")
 _ANSWER_PHRASE = re.compile(
-    r"(?i:(?:final\s+answer|the\s+answer|answer)\s*(?:is|=|:)?\s*[:=]?)\s*\**\s*"
+    r"(?i:answer\s*(?:is\s*:?|=|:))\s*"
     r"((?:[-−–]\s?)?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
