@@ -8,7 +8,7 @@ from pada.errors import PadaError
 from pada.records import Example, Score
 from pada.slm.config import LoRAConfig
 from pada.slm.evaluate import evaluate, write_predictions
-from pada.slm.generate import generate, load_for_inference
+from pada.slm.generate import _greedy_batch, _SharedPrefix, generate, load_for_inference, prompt_ids
 from pada.slm.train import IGNORE_INDEX, SUMMARY_FILE, finetune, tokenize_conversation
 from pada.tasks.base import Pools, Task
 
@@ -122,6 +122,41 @@ def test_batched_generation_equals_one_at_a_time(tiny_fp32):
     assert batched == one_by_one
     assert all(isinstance(text, str) and text for text in batched)
     assert generate(model, tokenizer, PROMPTS[:1], max_new_tokens=8, batch_size=4) == one_by_one[:1]  # order kept
+
+
+def test_greedy_loop_matches_transformers_generate(tiny_fp32):
+    """Our loop (shared-prefix cache, dropping finished rows) must equal HF's own greedy decoding."""
+    import torch
+
+    model, tokenizer = tiny_fp32
+    ours = generate(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=3)
+    for conversation, reply in zip(PROMPTS, ours):
+        ids = torch.tensor([prompt_ids(tokenizer, conversation)])
+        with torch.inference_mode():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        assert tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True) == reply
+
+
+def test_a_row_that_stops_early_leaves_the_batch_and_the_others_go_on(tiny_fp32):
+    """Declare row 1's third token a stop token: row 1 ends after 2 tokens, the rest match one-at-a-time runs."""
+    model, tokenizer = tiny_fp32
+    free = [_greedy_batch(model, [prompt_ids(tokenizer, conv)], _SharedPrefix(0, None), 8, set(), 0)[0]
+            for conv in PROMPTS]
+    stop = free[1][2]
+    assert stop not in free[1][:2]
+    original = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [original, stop]
+    try:
+        batched = generate(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=6)
+        single = generate(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=1)
+    finally:
+        model.generation_config.eos_token_id = original
+    assert batched == single
+    assert batched[1] == tokenizer.decode(free[1][:2], skip_special_tokens=True)
+    assert any(tokens == free_tokens and len(tokens) == 8 for tokens, free_tokens in
+               ((f[: f.index(stop)] if stop in f else f, f) for f in free))  # some row ran the full budget
+    assert generate(model, tokenizer, PROMPTS[:3], max_new_tokens=0, batch_size=3) == ["", "", ""]
 
 
 def test_missing_adapter_dir_is_a_user_error(tiny_slm_dir, tmp_path):

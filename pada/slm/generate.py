@@ -1,11 +1,19 @@
 """Batched greedy generation with the (optionally LoRA-merged) small language model.
 
 Why it is shaped this way (measured on a 2-core CPU, SmolLM2-135M, ARC prompts):
-- one-at-a-time decoding is bound by reading all weights once per new token,
-  so batching amortises that read over the batch;
-- prompts are sorted by length and batched with LEFT padding, so little
-  compute goes to padding and every row's next token sits in the last column;
-- the merged LoRA costs nothing extra per token;
+- one-at-a-time decoding is bound by reading all weights once per new token;
+  a batch shares that read, so decoding cost per sample drops ~batch-size-fold;
+- prefill (the prompt) is already compute-bound at batch size 1, so batching
+  cannot make it cheaper: on ARC (~110 prompt tokens, <= 10 new) the batched
+  run spends ~95% of its time in prefill. What we can do is not waste it:
+  prompts are sorted by length (little padding), and the prefix every prompt
+  shares (chat-template system turn, ~20% of ARC tokens) is computed once;
+- rows that hit the end-of-turn token leave the batch at once, which matters
+  for long answers (GSM8K, code) where one long row would keep 15 finished
+  rows computing;
+- a plain greedy loop on the model's forward (DynamicCache, logits of the last
+  position only) instead of `model.generate`: same tokens (checked in tests),
+  and it allows the two tricks above;
 - outputs come back in the caller's order.
 """
 
@@ -62,20 +70,26 @@ def generate(model, tokenizer, conversations: Sequence[Sequence[Message]], max_n
     """Greedy replies to `conversations` (each ends with a user turn), in the same order.
 
     Stops each row at the end-of-turn token; returns only the new text, special
-    tokens stripped. batch_size=1 gives plain one-at-a-time decoding.
+    tokens stripped. batch_size=1 gives plain one-at-a-time decoding (same code path).
     """
     import torch
 
     prompts = [prompt_ids(tokenizer, conv) for conv in conversations]
+    if not prompts:
+        return []
+    batch_size = max(1, batch_size)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)  # longest first: OOM shows early
     replies: list[str] = [""] * len(prompts)
-    config = _greedy_config(model, tokenizer, max_new_tokens)
+    stop_ids = _stop_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else sorted(stop_ids)[0]
     done = 0
     with torch.inference_mode():
-        for start in range(0, len(order), max(1, batch_size)):
-            batch = order[start:start + max(1, batch_size)]
-            for index, text in zip(batch, _generate_batch(model, tokenizer, [prompts[i] for i in batch], config)):
-                replies[index] = text
+        prefix = _SharedPrefix.build(model, prompts)
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            new_tokens = _greedy_batch(model, [prompts[i] for i in batch], prefix, max_new_tokens, stop_ids, pad_id)
+            for index, tokens in zip(batch, new_tokens):
+                replies[index] = tokenizer.decode(tokens, skip_special_tokens=True)
             done += len(batch)
             if on_progress:
                 on_progress(done, len(prompts))
@@ -88,19 +102,103 @@ def prompt_ids(tokenizer, conversation: Sequence[Message]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _greedy_config(model, tokenizer, max_new_tokens: int):
-    """A fresh GenerationConfig: greedy, no sampling knobs inherited from the checkpoint."""
-    from transformers import GenerationConfig
-
+def _stop_token_ids(model, tokenizer) -> set[int]:
     eos = model.generation_config.eos_token_id
-    eos_ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
-    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                            eos_token_id=sorted(eos_ids), pad_token_id=tokenizer.pad_token_id)
+    return {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
 
 
-def _generate_batch(model, tokenizer, batch: list[list[int]], config) -> list[str]:
-    padded = tokenizer.pad({"input_ids": batch}, padding=True, return_tensors="pt", padding_side="left")
-    padded = {key: value.to(model.device) for key, value in padded.items()}
-    output = model.generate(**padded, generation_config=config)
-    new_tokens = output[:, padded["input_ids"].shape[1]:]
-    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+class _SharedPrefix:
+    """KV cache of the token prefix every prompt shares (chat-template system turn + user header), computed once.
+
+    With SmolLM2's template that is ~24 of ~110 ARC prompt tokens: ~20% of all prefill work saved, for
+    one-at-a-time and batched decoding alike.
+    """
+
+    def __init__(self, length: int, cache):
+        self.length, self.cache = length, cache
+
+    @classmethod
+    def build(cls, model, prompts: list[list[int]]) -> _SharedPrefix:
+        import torch
+        from transformers import DynamicCache
+
+        length = _common_prefix_length(prompts)
+        length = min(length, min(len(p) for p in prompts) - 1)  # every row keeps >= 1 token to prefill
+        if length < 1:
+            return cls(0, None)
+        cache = DynamicCache(config=model.config)
+        ids = torch.tensor([prompts[0][:length]], device=model.device)
+        model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return cls(length, cache)
+
+    def cache_for(self, model, rows: int):
+        """A fresh cache holding the prefix for `rows` rows (generation appends to it in place)."""
+        import copy
+
+        from transformers import DynamicCache
+
+        if self.cache is None:
+            return DynamicCache(config=model.config)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+
+def _common_prefix_length(prompts: list[list[int]]) -> int:
+    first = prompts[0]
+    length = len(first)
+    for other in prompts[1:]:
+        limit = min(length, len(other))
+        n = 0
+        while n < limit and other[n] == first[n]:
+            n += 1
+        length = n
+    return length
+
+
+def _greedy_batch(model, batch: list[list[int]], prefix: _SharedPrefix, max_new_tokens: int,
+                  stop_ids: set[int], pad_id: int) -> list[list[int]]:
+    """New token ids for each prompt in `batch`, greedy, each cut at (and without) its first stop token.
+
+    Layout per row: [shared prefix (cached)] [left padding] [rest of the prompt]; the attention mask hides the
+    padding and position ids count only real tokens, so every row computes exactly what it would alone.
+    Rows that finish are dropped from the batch (and the cache), so a long answer in one row does not keep
+    the others' compute alive.
+    """
+    import torch
+
+    device = model.device
+    suffixes = [prompt[prefix.length:] for prompt in batch]
+    width = max(len(s) for s in suffixes)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long, device=device)
+    attention_mask = torch.zeros((len(batch), prefix.length + width), dtype=torch.long, device=device)
+    attention_mask[:, :prefix.length] = 1
+    for row, suffix in enumerate(suffixes):
+        input_ids[row, width - len(suffix):] = torch.tensor(suffix, device=device)
+        attention_mask[row, prefix.length + width - len(suffix):] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, prefix.length:]
+    cache = prefix.cache_for(model, len(batch))
+
+    outputs: list[list[int]] = [[] for _ in batch]
+    alive = list(range(len(batch)))  # original row of each row still in the tensors
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+    for step in range(max_new_tokens):
+        next_tokens = logits[:, -1, :].argmax(dim=-1)
+        keep = []
+        for i, token in enumerate(next_tokens.tolist()):
+            if token not in stop_ids:
+                outputs[alive[i]].append(token)
+                keep.append(i)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(alive):
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            attention_mask, next_tokens = attention_mask[index], next_tokens[index]
+            alive = [alive[i] for i in keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(alive), 1))], dim=1)
+        position_ids = attention_mask.sum(dim=1, keepdim=True) - 1
+        logits = model(input_ids=next_tokens[:, None], attention_mask=attention_mask, position_ids=position_ids,
+                       past_key_values=cache, use_cache=True).logits
+    return outputs
