@@ -25,7 +25,7 @@ call: on this CPU 4 sequences in bf16 give ~43 tok/s in aggregate against ~18 fo
 independent of what it was batched with (up to bf16 padding numerics).
 
 Knobs (environment): PADA_LOCAL_DEVICE (cpu/cuda), PADA_LOCAL_DTYPE (bfloat16/float32/
-float16), PADA_LOCAL_MAX_BATCH (default 8), PADA_LOCAL_BATCH_WINDOW_MS (default 10),
+float16), PADA_LOCAL_MAX_BATCH (default 8), PADA_LOCAL_BATCH_WINDOW_MS (default 50),
 PADA_LOCAL_MAX_TOKENS (default when a request gives none, 1024), PADA_LOCAL_CONSTRAINED,
 PADA_LOCAL_THREADS (torch threads for the whole process; unset leaves torch's default).
 
@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 PROVIDER = "local"
 DEFAULT_MAX_TOKENS = 1024  # a request without max_tokens must still end; agents' JSON fits well within this
 MAX_BATCH = 8  # MEASURED §2: bs16/bs32 gain nothing over ~bs8-16 on 2 cores; GPUs set PADA_LOCAL_MAX_BATCH higher
-BATCH_WINDOW_MS = 10.0  # how long a free model waits for concurrent requests to join its batch
+# How long a free model waits for concurrent requests to join its batch: litellm's own request
+# handling takes tens of ms on a busy CPU, and a request that misses a batch waits for all of it.
+BATCH_WINDOW_MS = 50.0
+MAX_PREPARE_WAIT_S = 0.5  # ...and at most this long for requests already inside completion() (rendering)
 # Constrained JSON may put at most one space between tokens: a weak model otherwise can
 # emit whitespace until max_tokens and never close the object.
 JSON_WHITESPACE = r"[ ]?"
@@ -84,7 +87,7 @@ class LocalLLM(CustomLLM):
                    headers=None, timeout=None, client=None) -> ModelResponse:
         try:
             local = get_local_model(model)
-            request = local.build_request(messages, optional_params or {})
+            request = local.prepare(messages, optional_params or {})
             local.submit(request)
         except CustomLLMError:
             raise
@@ -246,6 +249,7 @@ class LocalModel:
                  self.model.device, self.model.dtype)
         self._pending: list[_Request] = []
         self._pending_lock = threading.Lock()
+        self._preparing = 0  # requests being rendered right now: a batch about to start waits for them
         self._generate_lock = threading.Lock()  # one generate() at a time: two would only fight over the cores
         self._tokenizer_lock = threading.RLock()  # fast tokenizers raise "Already borrowed" across threads
         self._schema_lock = threading.Lock()
@@ -256,6 +260,16 @@ class LocalModel:
         self.batch_window_s = float(os.environ.get("PADA_LOCAL_BATCH_WINDOW_MS", BATCH_WINDOW_MS)) / 1000
 
     # ---- request building
+
+    def prepare(self, messages: list, optional_params: dict) -> _Request:
+        """`build_request`, counted so a batch about to start can wait for requests still being rendered."""
+        with self._pending_lock:
+            self._preparing += 1
+        try:
+            return self.build_request(messages, optional_params)
+        finally:
+            with self._pending_lock:
+                self._preparing -= 1
 
     def build_request(self, messages: list, optional_params: dict) -> _Request:
         """OpenAI-style messages + params → a `_Request` (prompt rendered, schema index looked up)."""
@@ -359,13 +373,19 @@ class LocalModel:
             with self._generate_lock:
                 if request.done.is_set():
                     break
-                time.sleep(self.batch_window_s)
+                self._wait_for_joiners()
                 with self._pending_lock:
                     batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
                 self._run_batch(batch)
         if request.error is not None:
             raise request.error
         return request
+
+    def _wait_for_joiners(self) -> None:
+        time.sleep(self.batch_window_s)
+        deadline = time.monotonic() + MAX_PREPARE_WAIT_S
+        while self._preparing and len(self._pending) < self.max_batch and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def _run_batch(self, batch: list[_Request]) -> None:
         if not batch:
