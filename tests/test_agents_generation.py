@@ -15,6 +15,7 @@ from pada.agents.generation import (
     generate_rephrase_samples,
     plan_pattern_batches,
     rephrasings_schema,
+    shared_template,
     variants_schema,
 )
 from pada.agents.leakage import LeakageGuard, LeakError
@@ -40,7 +41,7 @@ def arc_example(i: int, split: str = "train") -> Example:
     return Example(id=f"arc-{split}-{i}", task="arc_challenge", source_split=split,
                    prompt=(f"Question: Which statement about {topic} is correct for lesson {chr(65 + i % 26)}?\n"
                            f"A. {topic} never change\nB. {topic} can be observed\nC. {topic} are imaginary\n"
-                           "D. none of these\nAnswer with the letter of the correct option."),
+                           f"D. {topic} are all the same\nAnswer with the letter of the correct option."),
                    answer="The answer is B.")
 
 
@@ -318,3 +319,22 @@ def test_unreadable_generation_is_retried_then_counted(stand_in):
                                                   "generated": 0, "accepted": 0, "rejected": 0, "leaked": 0}
     prompts = [user_prompt(r) for r in generation_requests(stand_in)]
     assert "no usable examples" in prompts[1]
+
+
+def test_shared_instruction_lines_are_found_and_restored(stand_in):
+    train = [arc_example(i) for i in range(4)]
+    template = shared_template([ex.prompt for ex in train])
+    assert (template.prefix, template.suffix) == ("", "Answer with the letter of the correct option.")
+    assert shared_template([ex.prompt for ex in train[:2]]).suffix == ""  # too few prompts to call it a template
+    restored = template.apply("Question: Why is the sky blue?\nA. dust\nB. scattering")
+    assert restored.endswith("\nAnswer with the letter of the correct option.")
+    assert template.apply(restored) == restored  # already there: not added twice
+    assert template.apply(restored.replace("Answer", "answer")) == restored.replace("Answer", "answer")
+
+    bare = json.dumps({"variants": [{"question": "Question: Why do magnets stick?\nA. glue\nB. fields",
+                                     "answer": "The answer is B."}]})
+    stand_in.set_script({"GeneratedVariants": bare})
+    samples = generate_pattern_samples(STRATEGIES[:1], [1], train, client("gen"))
+    assert samples[0].question.endswith("B. fields\nAnswer with the letter of the correct option.")
+    kept = generate_pattern_samples(STRATEGIES[:1], [1], train, client("gen"), GenerationConfig(restore_template=False))
+    assert kept[0].question.endswith("B. fields")

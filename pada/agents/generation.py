@@ -14,6 +14,11 @@ or test data; `leak_check` (e.g. `LeakageGuard.assert_no_leak`) is run on every
 first-attempt generation prompt, and `generate_and_qc` drops accepted samples
 that overlap a protected question.
 
+Format: a small generator often drops the task's instruction lines from the
+questions it writes; with `restore_template` (default) the lines every
+training prompt starts or ends with are put back, so synthetic user turns look
+like what the SLM is evaluated on.
+
 Shape of the work: a branch is first planned as `BatchPlan`s (one generation
 call each: which example, which strategy, which sample ids), then the plans
 run through the quality-control loop (`pada.agents.quality.run_qc_rounds`),
@@ -36,7 +41,7 @@ from typing import Annotated, Callable, Iterable
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from pada.agents.budget import Budget, error_quotas
-from pada.agents.leakage import LeakageGuard, LeakDrop, LeakError
+from pada.agents.leakage import LeakageGuard, LeakDrop, LeakError, normalise_tokens
 from pada.agents.quality import QCBatch, QCConfig, run_qc_rounds, truncate
 from pada.records import Branch, Example, Failure, Message, QCResult, Strategy, SyntheticSample
 
@@ -55,6 +60,7 @@ class GenerationConfig:
     format_hint: str = field(default="", metadata={"help": "Optional task-specific format rule added to every generation prompt, e.g. 'End the reply with #### <number>.'"})
     max_field_chars: int = field(default=2000, metadata={"help": "Example text shown to the generator is cut to this many characters (long SQuAD contexts, code)."})
     max_prediction_chars: int = field(default=600, metadata={"help": "The SLM's wrong reply shown in error-based prompts is cut to this many characters (small models ramble)."})
+    restore_template: bool = field(default=True, metadata={"help": "Put back the task's instruction lines (first/last lines shared by every training prompt) when a generated question drops them; a 0.5B generator often does, and the SLM is evaluated with them."})
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -236,7 +242,50 @@ def reply_items(plan: BatchPlan, result) -> list:
     return list(items)[:plan.size]
 
 
-def samples_from_items(plan: BatchPlan, items: list, attempt: int) -> list[SyntheticSample]:
+@dataclass(frozen=True)
+class PromptTemplate:
+    """Leading and trailing lines every training prompt shares (the task's instructions)."""
+
+    prefix: str = ""
+    suffix: str = ""
+
+    def apply(self, question: str) -> str:
+        """`question` with the shared lines added where it lacks them (compared on normalised words)."""
+        words = " ".join(normalise_tokens(question))
+        if self.prefix and " ".join(normalise_tokens(self.prefix)) not in words:
+            question = f"{self.prefix}\n{question}"
+        if self.suffix and " ".join(normalise_tokens(self.suffix)) not in words:
+            question = f"{question}\n{self.suffix}"
+        return question
+
+
+def shared_template(prompts: list[str], min_prompts: int = 3) -> PromptTemplate:
+    """The first and last lines common to all `prompts`. Needs `min_prompts` distinct prompts: with
+    fewer, a shared line may be chance rather than the task's instructions."""
+    line_lists = [p.strip().splitlines() for p in prompts]
+    if len(set(prompts)) < min_prompts:
+        return PromptTemplate()
+    shortest = min(len(lines) for lines in line_lists)
+    head = 0
+    while head < shortest and len({lines[head] for lines in line_lists}) == 1:
+        head += 1
+    tail = 0
+    while tail < shortest - head and len({lines[-1 - tail] for lines in line_lists}) == 1:
+        tail += 1
+    first = line_lists[0]
+    return PromptTemplate(prefix="\n".join(first[:head]).strip(),
+                          suffix="\n".join(first[len(first) - tail:]).strip() if tail else "")
+
+
+def task_template(train_examples: list[Example], config: GenerationConfig) -> PromptTemplate:
+    """The instruction lines shared by all training prompts, or nothing when `restore_template` is off."""
+    if not config.restore_template:
+        return PromptTemplate()
+    return shared_template(list({ex.id: ex.prompt for ex in train_examples}.values()))
+
+
+def samples_from_items(plan: BatchPlan, items: list, attempt: int,
+                       template: PromptTemplate = PromptTemplate()) -> list[SyntheticSample]:
     """SyntheticSample records for one call's items; rephrasings keep the original answer verbatim."""
     samples = []
     for sample_id, item in zip(plan.sample_ids, items):
@@ -244,6 +293,7 @@ def samples_from_items(plan: BatchPlan, items: list, attempt: int) -> list[Synth
             question, answer = item.strip(), plan.example.answer
         else:
             question, answer = item.question.strip(), item.answer.strip()
+        question = template.apply(question)
         samples.append(SyntheticSample(
             sample_id=sample_id, branch=plan.branch,
             based_on_strategy=plan.strategy.strategy_name if plan.strategy else None,
@@ -266,10 +316,13 @@ class BatchGenerator:
     wants (requests = [(plan_index, feedback | None)]). All requests of a round go out together."""
 
     def __init__(self, plans: list[BatchPlan], generator, config: GenerationConfig, seed: int,
-                 leak_check: Callable[[str], None] | None = None):
+                 leak_check: Callable[[str], None] | None = None, template: PromptTemplate | None = None):
         self.plans, self.generator, self.config, self.seed = plans, generator, config, seed
         self.leak_check = leak_check
         self.stats = CallStats()
+        if template is None:
+            template = task_template([plan.example for plan in plans], config)
+        self.template = template
 
     def request(self, plan: BatchPlan, feedback: str | None, attempt: int):
         from pada.llm import JSONRequest
@@ -294,15 +347,16 @@ class BatchGenerator:
             items = reply_items(plan, result)
             self.stats.calls[plan.branch] += 1
             self.stats.failed[plan.branch] += 0 if items else 1
-            out.append(samples_from_items(plan, items, attempt))
+            out.append(samples_from_items(plan, items, attempt, self.template))
         return out
 
 
 def generate_batches(plans: list[BatchPlan], generator, config: GenerationConfig | None = None, seed: int = 0,
-                     leak_check: Callable[[str], None] | None = None) -> list[SyntheticSample]:
+                     leak_check: Callable[[str], None] | None = None,
+                     template: PromptTemplate | None = None) -> list[SyntheticSample]:
     """One attempt for every plan, without quality control (one call per plan, all concurrent)."""
     config = config or GenerationConfig()
-    run = BatchGenerator(plans, generator, config, seed, leak_check)
+    run = BatchGenerator(plans, generator, config, seed, leak_check, template)
     batches = run([(i, None) for i in range(len(plans))], attempt=1)
     return [sample for batch in batches for sample in batch]
 
@@ -318,7 +372,8 @@ def generate_pattern_samples(strategies: list[Strategy], per_cluster: list[int],
     """Pattern-guided samples: `per_cluster[k]` for `strategies[k]`, variants of training examples."""
     config = config or GenerationConfig()
     plans = plan_pattern_batches(strategies, per_cluster, train_examples, config, seed, iteration)
-    return generate_batches(plans, generator, config, seed, leak_check)
+    return generate_batches(plans, generator, config, seed, leak_check,
+                            task_template(train_examples, config))
 
 
 def generate_error_samples(train_failures: list[Failure], error_budget: int, train_examples: list[Example],
@@ -329,7 +384,8 @@ def generate_error_samples(train_failures: list[Failure], error_budget: int, tra
     config = config or GenerationConfig()
     plans = plan_error_batches(train_failures, error_budget, variants_per_failure, train_examples, config,
                                seed, iteration)
-    return generate_batches(plans, generator, config, seed, leak_check)
+    return generate_batches(plans, generator, config, seed, leak_check,
+                            task_template(train_examples, config))
 
 
 def generate_rephrase_samples(train_examples: list[Example], count: int, generator,
@@ -338,7 +394,8 @@ def generate_rephrase_samples(train_examples: list[Example], count: int, generat
     """AugGPT baseline: rephrased training questions with their original answers."""
     config = config or GenerationConfig()
     plans = plan_rephrase_batches(train_examples, count, config, seed, iteration)
-    return generate_batches(plans, generator, config, seed, leak_check)
+    return generate_batches(plans, generator, config, seed, leak_check,
+                            task_template(train_examples, config))
 
 
 # ---------------------------------------------------------------------------
@@ -389,7 +446,8 @@ def generate_and_qc(strategies: list[Strategy], budget: Budget, train_examples: 
     qc_config = qc_config or QCConfig()
     plans = plan_iteration(strategies, budget, train_examples, train_failures, gen_config, seed, iteration)
     runner = BatchGenerator(plans, generator, gen_config, seed,
-                            leak_guard.assert_no_leak if leak_guard is not None else None)
+                            leak_guard.assert_no_leak if leak_guard is not None else None,
+                            task_template(train_examples, gen_config))
     qc = run_qc_rounds(runner, [plan.qc_batch() for plan in plans], judge, qc_config)
     accepted, leaked = leak_guard.filter(qc.accepted) if leak_guard is not None else (qc.accepted, [])
     outcome = GenerationOutcome(accepted=accepted, rejected=qc.rejected, attempts=qc.attempts,
