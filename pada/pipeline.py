@@ -268,7 +268,7 @@ class Pipeline:
         from pada.agents.budget import plan_budget
         from pada.agents.generation import generate_and_qc
 
-        strategies = self.store.current_strategies(i) if self.uses_patterns else []
+        strategies = [self._redacted(s) for s in self.store.current_strategies(i)] if self.uses_patterns else []
         train_failures = self._train_failures(i)
         budget = plan_budget(len(self.splits.train), len(strategies), len(train_failures), self._budget_config())
         qc_config = replace(self.config.qc, qc_disabled=self.config.qc.qc_disabled or self.config.ablations.no_qc)
@@ -289,6 +289,15 @@ class Pipeline:
                 leaked_ids = [drop.sample.sample_id for drop in outcome.leaked]
                 store.set_sample_status(leaked_ids, "rejected_qc", author="leakage-guard", iteration=i)
         return write
+
+    def _redacted(self, strategy):
+        """The strategy with any quoted validation/test id or question masked (never shown to the generator)."""
+        guard = self.leak_guard
+        return strategy.model_copy(update={
+            "strategy_name": guard.redact(strategy.strategy_name),
+            "generation_approach": guard.redact(strategy.generation_approach),
+            "key_elements": [guard.redact(element) for element in strategy.key_elements],
+        })
 
     def _train_failures(self, i: int) -> list[Failure]:
         errors_on = self.config.method in ("pada", "llms_as_instructors") and not self.config.ablations.no_train_errors

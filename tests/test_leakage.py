@@ -123,3 +123,14 @@ def test_empty_protected_set_keeps_everything():
     kept, dropped = guard.filter([sample(PROTECTED["gsm8k-test-1"])])
     assert len(kept) == 1 and not dropped
     assert normalise_tokens("It's 12-apples!") == ["it", "s", "12", "apples"]
+
+
+def test_redact_masks_protected_ids_and_quoted_questions():
+    from pada.agents.leakage import LeakageGuard
+
+    question = "Which gas do plants absorb from the air during photosynthesis in bright sunlight?"
+    guard = LeakageGuard({"Mercury_123": question})
+    assert guard.redact("Vary the numbers in each question.") == "Vary the numbers in each question."
+    assert guard.redact("Errors like Mercury_123 show confusion.") == "Errors like [held-out example] show confusion."
+    assert "redacted" in guard.redact(f"For example: {question.upper()} Use this.")
+    guard.assert_no_leak(guard.redact(f"See Mercury_123: {question}"))  # nothing left to leak

@@ -270,3 +270,21 @@ class LeakageGuard:
     def assert_no_leak(self, prompt_text: str) -> None:
         """`assert_no_leak` against this guard's protected ids and questions."""
         self._prompt_check(prompt_text)
+
+    def redact(self, text: str) -> str:
+        """`text` with protected ids and quoted protected questions replaced by a placeholder.
+
+        Strategies are written from validation failures, and an LLM (or a person) may quote one;
+        redacting keeps such text out of generation prompts without stopping the run.
+        """
+        try:
+            self._prompt_check(text)
+            return text
+        except LeakError:
+            pass
+        for pid in self._prompt_check.ids:
+            text = re.sub(rf"(?<![\w-]){re.escape(pid)}(?![\w-])", "[held-out example]", text)
+        haystack = " " + " ".join(normalise_tokens(text)) + " "
+        if any(needle.strip() and needle in haystack for needle in self._prompt_check.needles):
+            return "[redacted: quoted a held-out question]"
+        return text
