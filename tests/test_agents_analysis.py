@@ -332,6 +332,16 @@ def test_concurrent_drafting_and_repeated_names(llm, stand_in):
     assert not any("Strategies already written" in user_text(r) for r in stand_in.received)
 
 
+def test_a_copied_earlier_strategy_line_counts_as_a_repeat(llm, stand_in):
+    stand_in.set_script({"StrategyReply": [
+        json.dumps({"strategy_name": "Drop one quantity", "generation_approach": "x", "key_elements": ["a"]}),
+        json.dumps({"strategy_name": "Drop one quantity (for Unit conversion)", "generation_approach": "x",
+                    "key_elements": ["a"]}),
+    ]})
+    strategies = draft_strategies(patterns_for_strategies()[:2], llm)
+    assert [s.strategy_name for s in strategies] == ["Drop one quantity", "Drop one quantity (Span boundaries)"]
+
+
 def test_failed_strategy_call_gives_a_usable_marked_strategy(llm, stand_in):
     stand_in.set_script({"StrategyReply": "{}"})
     failed_pattern = Pattern(cluster_id=4, category_name="Negation",

@@ -15,6 +15,7 @@ Cost: one LLM call per pattern (K calls); sequential by default, concurrent with
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -28,6 +29,7 @@ from pada.records import Message, Pattern, Strategy
 STAGE = "strategies"
 PROMPT = "strategies"  # pada/llm/prompts/strategies.jinja2
 FAILED_MARK = "(strategy call failed)"
+_COPIED_SUFFIX = re.compile(r"\s*\(for [^)]*\)$")
 
 
 @dataclass
@@ -121,8 +123,11 @@ def distinct_names(strategies: list[Strategy]) -> None:
     """
     seen: set[str] = set()
     for strategy in strategies:
-        if strategy.strategy_name.casefold() in seen:
-            strategy.strategy_name = f"{strategy.strategy_name} ({strategy.category_name})"
+        # The prompt lists earlier strategies as "name (for category)"; a copied line is a repeat too.
+        base = _COPIED_SUFFIX.sub("", strategy.strategy_name).strip() or strategy.strategy_name
+        if base.casefold() in seen:
+            strategy.strategy_name = f"{base} ({strategy.category_name})"
+        seen.add(base.casefold())
         seen.add(strategy.strategy_name.casefold())
     for strategy, name in zip(strategies, unique_names([s.strategy_name for s in strategies])):
         strategy.strategy_name = name
