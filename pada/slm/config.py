@@ -51,7 +51,7 @@ class LoRAConfig:
         metadata={"help": "'auto' = bfloat16 where the hardware has it (CUDA with bf16, CPUs with avx512_bf16/"
                           "AMX: 1.3-1.5x faster, finite losses), else float32"})
     device: str = field(default="auto", metadata={"help": "'auto' = cuda when available, else cpu"})
-    logging_steps: int = field(default=1, metadata={"help": "record the training loss every N steps"})
+    logging_steps: int = field(default=5, metadata={"help": "record (and print) the training loss every N steps"})
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str) and self.target_modules != ALL_LINEAR:

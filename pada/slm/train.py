@@ -86,7 +86,7 @@ def _common_prefix_length(prefix: list[int], full: list[int]) -> int:
 
 # ---------------------------------------------------------------- training
 
-def finetune(base_model: str | None, conversations: Sequence[Sequence[Message]], config: LoRAConfig | None = None,
+def finetune(base_model: str | Path | None, conversations: Sequence[Sequence[Message]], config: LoRAConfig | None = None,
              out_dir: str | Path = "adapter", on_progress: ProgressFn | None = None) -> TrainResult:
     """Fine-tune a LoRA adapter on `conversations` and save it to `out_dir` (+ training_summary.json).
 
@@ -94,8 +94,7 @@ def finetune(base_model: str | None, conversations: Sequence[Sequence[Message]],
     Cost: epochs * len(conversations) / batch_size optimiser steps; on the 2-core CPU
     SmolLM2-135M runs ~200-250 tokens/s (bf16), e.g. 300 ARC examples x 1 epoch ≈ 4-5 min.
     """
-    import torch
-    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
     from pada.bundled import resolve_model
     from pada.slm.device import resolve_device, resolve_dtype
@@ -107,12 +106,9 @@ def finetune(base_model: str | None, conversations: Sequence[Sequence[Message]],
     model_path = resolve_model(base_model)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    rows = [tokenize_conversation(tokenizer, conv, config.max_seq_len) for conv in conversations]
-    dataset = [row for row in rows if row is not None]
+    tokenizer = _training_tokenizer(model_path)
+    dataset = [row for row in (tokenize_conversation(tokenizer, conv, config.max_seq_len) for conv in conversations)
+               if row is not None]
     if not dataset:
         raise PadaError("no conversation has an assistant turn to learn from (check roles or max_seq_len)")
 
@@ -131,22 +127,41 @@ def finetune(base_model: str | None, conversations: Sequence[Sequence[Message]],
         train_seconds = time.perf_counter() - started
     model.save_pretrained(out_dir)
 
+    state = trainer.state
     losses = [{"step": entry["step"], "epoch": entry.get("epoch", 0.0), "loss": entry["loss"]}
-              for entry in trainer.state.log_history if "loss" in entry]
-    tokens_seen = trainer.state.num_input_tokens_seen or sum(len(r["input_ids"]) for r in dataset) * config.epochs
-    result = TrainResult(
-        adapter_dir=out_dir, n_examples=len(dataset), n_skipped=len(rows) - len(dataset), losses=losses,
-        train_seconds=train_seconds, tokens_per_second=tokens_seen / max(train_seconds, 1e-9),
-    )
-    result.summary = {
-        "base_model": str(base_model) if base_model else None, "resolved_base_model": model_path, "config": config.to_dict(),
-        "device": device, "dtype": str(dtype).removeprefix("torch."), "n_examples": result.n_examples,
-        "n_skipped": result.n_skipped, "steps": trainer.state.global_step, "losses": losses,
-        "train_seconds": round(train_seconds, 2), "tokens_seen": int(tokens_seen),
-        "tokens_per_second": round(result.tokens_per_second, 1), "torch_threads": torch.get_num_threads(),
-    }
+              for entry in state.log_history if "loss" in entry]
+    tokens_seen = state.num_input_tokens_seen or sum(len(row["input_ids"]) for row in dataset) * config.epochs
+    result = TrainResult(adapter_dir=out_dir, n_examples=len(dataset), n_skipped=len(conversations) - len(dataset),
+                         losses=losses, train_seconds=train_seconds,
+                         tokens_per_second=tokens_seen / max(train_seconds, 1e-9))
+    result.summary = _summary(result, config, base_model, model_path, device, dtype, state.global_step,
+                              int(tokens_seen))
     (out_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2))
     return result
+
+
+def _training_tokenizer(model_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.padding_side = "right"  # the forward pass numbers positions from 0 at the left, so pad on the right
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _summary(result: TrainResult, config: LoRAConfig, base_model, model_path: str, device: str, dtype,
+             steps: int, tokens_seen: int) -> dict[str, Any]:
+    """What training_summary.json holds: enough to reproduce the run and to plot its loss curve."""
+    import torch
+
+    return {
+        "base_model": str(base_model) if base_model else None, "resolved_base_model": model_path,
+        "config": config.to_dict(), "device": device, "dtype": str(dtype).removeprefix("torch."),
+        "n_examples": result.n_examples, "n_skipped": result.n_skipped, "steps": steps, "losses": result.losses,
+        "train_seconds": round(result.train_seconds, 2), "tokens_seen": tokens_seen,
+        "tokens_per_second": round(result.tokens_per_second, 1), "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _lora_model(model_path: str, config: LoRAConfig, dtype):
