@@ -1,0 +1,102 @@
+"""Evolution: validation errors per category per iteration (the paper's Figure 8), metrics per iteration,
+and the method comparison written by `python -m pada compare` when there is one."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from pada import views
+from pages import common
+
+GROUPINGS = {"pattern": "Error pattern (cluster name)", "scenario": "Scenario category (LLM)"}
+
+
+def error_bars(store) -> None:
+    st.subheader("Validation errors per category")
+    by = st.segmented_control("Category", list(GROUPINGS), default="pattern", format_func=GROUPINGS.get,
+                              key="evolution-by") or "pattern"
+    counts = common.q(store, "error_counts_frame", by)
+    if counts.empty:
+        common.not_yet(store, "validation failures")
+        return
+    order = counts.groupby("category")["count"].sum().sort_values(ascending=False).index.tolist()
+    fig = px.bar(counts, x="iteration", y="count", color="category", barmode="stack",
+                 category_orders={"category": order}, text_auto=True, color_discrete_sequence=common.PALETTE)
+    common.style(fig, height=460).update_layout(xaxis={"dtick": 1, "title": "iteration"},
+                                                yaxis_title="validation failures")
+    st.plotly_chart(fig, key="error-bars")
+    totals = counts.groupby("iteration")["count"].sum()
+    if len(totals) > 1:
+        first, last = totals.iloc[0], totals.iloc[-1]
+        st.caption(f"{first} validation failures in iteration {totals.index[0]} → {last} in iteration "
+                   f"{totals.index[-1]} ({last - first:+d}). Patterns are re-clustered each iteration, so "
+                   "names can differ between bars.")
+
+
+def metric_lines(store) -> None:
+    st.subheader("Metrics per iteration")
+    metrics = common.q(store, "metrics_frame")
+    if metrics.empty:
+        common.not_yet(store, "evaluation metrics")
+        return
+    names = sorted(metrics["metric"].unique())
+    headline = views.headline_metric(views.run_config(store), names)
+    metric = st.selectbox("Metric", names, index=names.index(headline) if headline in names else 0,
+                          key="evolution-metric")
+    shown = metrics[metrics["metric"] == metric]
+    fig = px.line(shown, x="iteration", y="value", color="split", markers=True, color_discrete_sequence=common.PALETTE)
+    common.style(fig).update_layout(xaxis={"dtick": 1}, yaxis_title=metric)
+    if shown["value"].between(0, 1).all():
+        fig.update_yaxes(range=[-0.02, 1.02])  # rates: keep the scale honest
+    st.plotly_chart(fig, key="metric-lines")
+    table = shown.pivot_table(index="split", columns="iteration", values="value")
+    table.columns = [f"iteration {c}" for c in table.columns]
+    st.dataframe(table, key="metric-table",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns})
+
+
+def comparison() -> None:
+    st.subheader("Method comparison")
+    paths = views.find_comparisons(common.runs_root())
+    if not paths:
+        st.caption("No comparison yet. `python -m pada compare --config configs/quickstart.yaml` runs every method "
+                   f"with the same budget and writes `comparison.csv` under `{common.runs_root()}/comparisons/`.")
+        return
+    path = st.selectbox("Comparison", paths, format_func=lambda p: str(p.parent.name), key="evolution-comparison")
+    try:
+        frame = views.read_comparison(path)
+    except (ValueError, OSError) as err:
+        st.error(str(err))
+        return
+    metric = frame["metric"].iloc[0] if not frame.empty else "metric"
+    fig = px.line(frame, x="iteration", y="value", color="method", markers=True,
+                  color_discrete_sequence=common.PALETTE)
+    common.style(fig).update_layout(xaxis={"dtick": 1}, yaxis_title=f"test {metric}")
+    st.plotly_chart(fig, key="comparison-chart")
+    table = frame.pivot_table(index="method", columns="iteration", values="value")
+    table.columns = [f"iteration {c}" for c in table.columns]
+    cost = frame.groupby("method")[["tokens", "cost_usd"]].max()
+    st.dataframe(table.join(cost), key="comparison-table",
+                 column_config={"cost_usd": st.column_config.NumberColumn("cost ($)", format="%.4f")})
+    st.caption(f"From `{path}` (test-set {metric}; tokens and cost are per run).")
+
+
+def main() -> None:
+    common.require_frame()
+    st.title("Evolution")
+    store = common.selected_store()
+    if store is not None:
+        common.status_line(store)
+        left, right = st.columns(2)
+        with left:
+            error_bars(store)
+        with right:
+            metric_lines(store)
+    else:
+        st.info("No run selected: pick one in the sidebar to see how its errors shrink.")
+    st.divider()
+    comparison()
+
+
+main()

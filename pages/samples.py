@@ -1,0 +1,163 @@
+"""Synthetic review: samples with the judge's scores and feedback next to their originals; accept or reject.
+
+A person's decision (accepted_human / rejected_human) overrides the judge's
+and decides what enters training when the run continues.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pada import views
+from pada.store import SAMPLE_STATUSES
+from pages import common
+
+BRANCHES = ("pattern", "error", "rephrase")
+ACCEPT, REJECT = "accepted_human", "rejected_human"
+
+
+def filters(store, iteration: int) -> dict:
+    c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
+    strategy = c1.selectbox("Strategy", [None, *common.q(store, "sample_strategies", iteration)],
+                            key="samples-strategy", format_func=lambda s: "All" if s is None else s)
+    branch = c2.selectbox("Branch", [None, *BRANCHES], key="samples-branch",
+                          format_func=lambda b: "All" if b is None else b)
+    statuses = c3.multiselect("Status", SAMPLE_STATUSES, key="samples-status", placeholder="All")
+    low, high = c4.slider("QC score", 0.0, 10.0, (0.0, 10.0), step=0.5, key="samples-score",
+                          help="The judge's average score. The full range also keeps unjudged samples.")
+    min_score, max_score = views.score_bounds(low, high)
+    return {"strategy": strategy, "branch": branch, "status": tuple(statuses) or None,
+            "min_score": min_score, "max_score": max_score}
+
+
+def decide(store, iteration: int, sample_ids: list[str], status: str) -> None:
+    changed = store.set_sample_status(sample_ids, status, common.author(), iteration=iteration)
+    verb = "Accepted" if status == ACCEPT else "Rejected"
+    st.toast(f"{verb} {changed} sample{'s' if changed != 1 else ''}")
+    st.rerun()
+
+
+def table(frame) -> None:
+    st.dataframe(
+        frame.drop(columns=["iteration"]), hide_index=True,
+        column_config={
+            "sample_id": "Sample", "status": "Status",
+            "score": st.column_config.ProgressColumn("QC score", min_value=0, max_value=10, format="%.1f"),
+            "question": st.column_config.TextColumn("Question", width="large"),
+            "feedback": st.column_config.TextColumn("Judge feedback", width="large"),
+            "based_on": "Original", "attempts": st.column_config.NumberColumn("Attempts", format="%d"),
+        },
+    )
+
+
+def bulk(store, iteration: int, frame, chosen: dict, total: int) -> None:
+    """Decide on several samples of this page, or on every sample matching the filters."""
+    ids = frame["sample_id"].tolist()
+    picked = st.multiselect("Select samples on this page", ids, key=f"samples-bulk-{iteration}",
+                            placeholder="pick samples to accept or reject together")
+    c1, c2, c3 = st.columns([1, 1, 3])
+    if c1.button("Accept selected", disabled=not picked, icon=":material/check:", key="bulk-accept"):
+        decide(store, iteration, picked, ACCEPT)
+    if c2.button("Reject selected", disabled=not picked, icon=":material/close:", key="bulk-reject"):
+        decide(store, iteration, picked, REJECT)
+    with c3.popover(f"All {total} matching samples…", icon=":material/done_all:"):
+        st.caption("Applies to every sample matching the filters, on every page.")
+        for status, label in ((ACCEPT, "Accept all"), (REJECT, "Reject all")):
+            if st.button(f"{label} {total}", key=f"all-{status}"):
+                matching = store.samples(iteration, **chosen, limit=None)
+                decide(store, iteration, [s.sample.sample_id for s in matching], status)
+
+
+def messages_block(messages: list[dict]) -> None:
+    for message in messages:
+        role = message.get("role", "")
+        st.markdown(f"**{role.capitalize()}**")
+        st.text(message.get("content", ""))
+
+
+def review_one(store, iteration: int, page_samples: list) -> None:
+    """One sample side by side with its original, its scores and every attempt; accept or reject it."""
+    by_id = {s.sample.sample_id: s for s in page_samples}
+    sample_id = st.selectbox("Review one sample", list(by_id), key="samples-one",
+                             format_func=lambda i: f"{i} · score {by_id[i].score:.1f}" if by_id[i].score is not None
+                             else f"{i} · not judged")
+    stored = by_id[sample_id]
+    sample = stored.sample
+    scores = views.qc_scores(stored)
+    st.markdown(f"Status **{stored.status.replace('_', ' ')}**"
+                + (f" (by {stored.status_author})" if stored.status_author else ""))
+    cols = st.columns(4)
+    for col, name in zip(cols, ("average", "adherence", "utility", "relevance"), strict=True):
+        value = scores.get(name)
+        col.metric(name.capitalize(), "–" if value is None else f"{value:.1f}" if name == "average" else value)
+    if stored.qc and stored.qc.feedback:
+        st.markdown(f"**Judge feedback:** {stored.qc.feedback}")
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"##### Synthetic · `{sample.sample_id}`")
+        st.caption(f"branch {sample.branch}" + (f" · strategy {sample.based_on_strategy}"
+                                                 if sample.based_on_strategy else "")
+                   + f" · attempt {sample.attempt} of {stored.n_attempts}")
+        messages_block(sample.messages)
+    with right:
+        st.markdown(f"##### Original · `{sample.based_on_example}`")
+        original = common.q(store, "originals", iteration).get(sample.based_on_example)
+        if original is None:
+            st.caption("The original is not in this iteration's training set or training failures.")
+        else:
+            messages_block([{"role": "user", "content": original["question"]},
+                            {"role": "assistant", "content": original["answer"]}])
+            if original["prediction"]:
+                st.markdown("**The small model answered**")
+                st.text(original["prediction"])
+    c1, c2, _ = st.columns([1, 1, 4])
+    if c1.button("Accept", key="one-accept", icon=":material/check:", type="primary"):
+        decide(store, iteration, [sample_id], ACCEPT)
+    if c2.button("Reject", key="one-reject", icon=":material/close:"):
+        decide(store, iteration, [sample_id], REJECT)
+    if stored.n_attempts > 1:
+        with st.expander(f"All {stored.n_attempts} attempts"):
+            for attempt in common.q(store, "sample_history", iteration, sample_id):
+                qc = attempt.qc
+                st.markdown(f"**Attempt {attempt.sample.attempt}** · score "
+                            + ("–" if not qc or qc.average is None else f"{qc.average:.1f}")
+                            + (f" · {qc.feedback}" if qc and qc.feedback else ""))
+                st.text(attempt.sample.question)
+
+
+def summary(store, iteration: int) -> None:
+    counts = common.q(store, "sample_counts", iteration, group_by=("status",))
+    by_status = {row["status"]: row["count"] for row in counts}
+    cols = st.columns(len(SAMPLE_STATUSES))
+    for col, status in zip(cols, SAMPLE_STATUSES, strict=True):
+        col.metric(status.replace("_", " "), by_status.get(status, 0))
+
+
+def main() -> None:
+    common.require_frame()
+    st.title("Synthetic review")
+    store = common.require_run()
+    common.status_line(store)
+    common.continue_button(store, key="continue-samples")
+    iterations = common.q(store, "sample_iterations")
+    if not iterations:
+        common.not_yet(store, "synthetic samples")
+        return
+    iteration = common.iteration_picker(iterations, "samples-iteration")
+    summary(store, iteration)
+    chosen = filters(store, iteration)
+    total = common.q(store, "sample_count", iteration, **chosen)
+    if total == 0:
+        st.info("No sample matches these filters.")
+        return
+    page, size = common.paged(total, f"samples-page-{iteration}-{sorted(chosen.items())}")
+    page_samples = common.q(store, "samples", iteration, **chosen, limit=size, offset=(page - 1) * size)
+    st.caption(f"{total} matching samples · page {page} of {views.n_pages(total, size)}")
+    frame = views.samples_frame(page_samples)
+    table(frame)
+    bulk(store, iteration, frame, chosen, total)
+    st.divider()
+    review_one(store, iteration, page_samples)
+
+
+main()

@@ -1,0 +1,106 @@
+"""Patterns & strategies: each cluster's error pattern and its augmentation strategy, editable and versioned.
+
+Saving an edit stores a new version (the generator uses the latest); any older
+version can be made current again. When the run is paused for this review,
+"Continue run" resumes it with the edited strategies.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pada import views
+from pages import common
+
+
+def pattern_block(pattern) -> None:
+    st.markdown(f"**Error pattern.** {pattern.error_pattern}")
+    if pattern.representative_samples:
+        st.caption("Representative failures: " + ", ".join(pattern.representative_samples[:8]))
+    if not pattern.ok:
+        st.caption(":orange[The LLM's pattern call failed; this pattern was built without it.]")
+
+
+def strategy_form(store, iteration: int, strategy, version: int) -> None:
+    """All fields editable; widget keys carry the version, so a save or revert shows the new current values."""
+    key = f"{iteration}-{strategy.cluster_id}-v{version}"
+    with st.form(f"strategy-{key}"):
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Strategy name", strategy.strategy_name, key=f"name-{key}")
+        category = c2.text_input("Category name", strategy.category_name, key=f"category-{key}")
+        approach = st.text_area("Generation approach", strategy.generation_approach, height=110,
+                                key=f"approach-{key}")
+        elements = st.text_area("Key elements (one per line)", "\n".join(strategy.key_elements), height=100,
+                                key=f"elements-{key}")
+        saved = st.form_submit_button("Save as new version", icon=":material/save:")
+    if not strategy.ok:
+        st.caption(":orange[The LLM's strategy call failed; this is a generic fallback: worth editing.]")
+    if saved:
+        try:
+            proposed = views.edited_strategy(strategy, name, approach, elements, category)
+        except ValueError as err:
+            st.error(f"Not saved: {err}")
+            return
+        if not views.strategy_changed(strategy, proposed):
+            st.info("Nothing changed: no new version saved.")
+            return
+        new_version = store.save_strategy_edit(iteration, strategy.cluster_id, proposed, common.author())
+        st.toast(f"Saved {proposed.strategy_name!r} as version {new_version}")
+        st.rerun()
+
+
+def history_block(store, iteration: int, cluster_id: int, history) -> None:
+    with st.expander(f"History ({len(history)} version{'s' if len(history) != 1 else ''})"):
+        st.dataframe(views.history_frame(history), hide_index=True)
+        older = [v.version for v in history[:-1]]
+        if not older:
+            st.caption("Only the drafted version so far.")
+            return
+        c1, c2 = st.columns([1, 2])
+        version = c1.selectbox("Version", list(reversed(older)), key=f"revert-pick-{iteration}-{cluster_id}",
+                               format_func=lambda v: f"v{v}")
+        c2.write("")
+        if c2.button(f"Revert to v{version}", key=f"revert-{iteration}-{cluster_id}", icon=":material/undo:"):
+            new_version = store.revert_strategy(iteration, cluster_id, version, common.author())
+            st.toast(f"Version {version} is current again (as version {new_version})")
+            st.rerun()
+
+
+def main() -> None:
+    common.require_frame()
+    st.title("Patterns & strategies")
+    store = common.require_run()
+    common.status_line(store)
+    common.continue_button(store, key="continue-strategies")
+    iterations = common.q(store, "strategy_iterations")
+    if not iterations:
+        common.not_yet(store, "error patterns or strategies")
+        return
+    with_strategies = [it for it in iterations if common.q(store, "current_strategies", it)]
+    iteration = common.iteration_picker(iterations, "strategies-iteration",
+                                        default=with_strategies[-1] if with_strategies else None)
+    patterns = {p.cluster_id: p for p in common.q(store, "patterns", iteration)}
+    strategies = {s.cluster_id: s for s in common.q(store, "current_strategies", iteration)}
+    sizes = common.q(store, "cluster_sizes", iteration)
+    if not strategies:
+        st.info(f"Iteration {iteration} has patterns but no strategies: the last iteration is only analysed, "
+                "to show which errors remain.")
+    for cluster_id in sorted(set(patterns) | set(strategies)):
+        pattern, strategy = patterns.get(cluster_id), strategies.get(cluster_id)
+        title = (pattern.category_name if pattern else strategy.category_name) or f"Cluster {cluster_id}"
+        with st.container(border=True):
+            st.subheader(f"{cluster_id} · {title}")
+            n_failures = sizes.get(cluster_id, 0)
+            st.caption(f"{n_failures} failure{'s' if n_failures != 1 else ''} in this cluster")
+            if pattern:
+                pattern_block(pattern)
+            if strategy:
+                history = common.q(store, "strategy_history", iteration, cluster_id)
+                version = history[-1].version if history else 1
+                st.markdown(f"**Strategy** · version {version}"
+                            + (f" · {history[-1].source} by {history[-1].author}" if history else ""))
+                strategy_form(store, iteration, strategy, version)
+                history_block(store, iteration, cluster_id, history)
+
+
+main()

@@ -1,0 +1,359 @@
+"""The dashboard, driven headless with Streamlit's AppTest against a run made by the real pipeline.
+
+`pipeline_run` (tests/conftest.py) is a finished 2-iteration PaDA run (tiny
+SLM, scripted LLM stand-in). Each test works on its own copy, so edits and
+decisions made through the pages can be checked in the store afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pada import views
+from pada.store import RunStore
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["runs", "errors", "clusters", "strategies", "samples", "evolution", "cost"]
+
+
+@pytest.fixture
+def runs(pipeline_run, tmp_path, monkeypatch):
+    """(runs root, run id): a private copy of the pipeline's run, served to the app via PADA_RUNS_DIR."""
+    source_root, run_id = pipeline_run
+    root = tmp_path / "runs"
+    shutil.copytree(source_root / run_id, root / run_id)
+    monkeypatch.setenv("PADA_RUNS_DIR", str(root))
+    return root, run_id
+
+
+def app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def open_page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, f"{name}: {[e.value for e in at.exception]}"
+    return at
+
+
+def no_errors(at: AppTest, page: str) -> None:
+    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
+    assert not at.error, f"{page}: {[e.value for e in at.error]}"
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+# ------------------------------------------------------------------ pages
+
+
+def test_every_page_renders_the_pipeline_run(runs):
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    at = app()
+    no_errors(at, "runs")
+    assert at.title[0].value == "Runs"
+    assert run_id in at.dataframe[0].value["run"].tolist()
+    assert at.metric[0].value == "completed"
+
+    open_page(at, "errors")
+    no_errors(at, "errors")
+    n_failures = store.failure_count(2)
+    assert f"{n_failures} of {n_failures} validation failures" in at.caption[1].value
+    assert len(at.dataframe[0].value) == min(n_failures, 25)
+
+    open_page(at, "clusters")
+    no_errors(at, "clusters")
+    assert len(charts(at)) == 3  # scatter, elbow, sizes
+    assert f"in {store.clustering(2).k} clusters" in at.caption[1].value
+
+    open_page(at, "strategies")
+    no_errors(at, "strategies")
+    names = [w.value for w in at.text_input if w.key.startswith("name-1-")]
+    assert names == [s.strategy_name for s in store.current_strategies(1)]  # the iteration with strategies
+
+    open_page(at, "samples")
+    no_errors(at, "samples")
+    assert len(at.dataframe[0].value) == min(store.sample_count(1), 25)
+
+    open_page(at, "evolution")
+    no_errors(at, "evolution")
+    assert len(charts(at)) == 2  # error bars, metric lines (no comparison yet)
+
+    open_page(at, "cost")
+    no_errors(at, "cost")
+    calls = sum(row["calls"] for row in store.llm_usage(group_by=()))
+    assert at.metric[0].value == f"{calls:,}"
+
+
+def test_errors_page_filters_and_searches(runs):
+    root, run_id = runs
+    frame = views.failures_frame(RunStore.open(run_id, runs_root=root), 2)
+    word = frame["input"].iloc[0].split()[3]
+    expected = views.filter_failures(frame, search=word)
+    at = open_page(app(), "errors")
+    at.text_input(key="errors-search").input(word).run()
+    no_errors(at, "errors")
+    assert at.caption[1].value.startswith(f"{len(expected)} of {len(frame)} ")
+    assert set(at.dataframe[0].value["failure_id"]) == set(expected["failure_id"])
+
+    at.text_input(key="errors-search").input("no failure mentions this zebra-quokka").run()
+    assert any("No failure matches" in i.value for i in at.info)
+
+    cluster = int(frame["cluster"].dropna().iloc[0])
+    at.text_input(key="errors-search").input("").run()
+    at.selectbox(key="errors-cluster").set_value(cluster).run()
+    assert set(at.dataframe[0].value["cluster"]) == {cluster}
+
+
+def test_clusters_page_lists_a_clusters_failures(runs):
+    root, run_id = runs
+    points = views.cluster_frame(RunStore.open(run_id, runs_root=root), 2)
+    cluster, category = points.sort_values("cluster")[["cluster", "category"]].iloc[0]
+    members = points[points["cluster"] == cluster]
+    at = open_page(app(), "clusters")
+    at.pills(key="clusters-pick-2").set_value([views.cluster_label(cluster, category)]).run()
+    no_errors(at, "clusters")
+    assert sorted(at.dataframe[0].value["failure_id"]) == sorted(members["failure_id"][:25])
+
+
+def test_editing_a_strategy_saves_a_version_and_revert_restores_it(runs):
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    drafted = store.current_strategies(1)[0]
+    cluster = drafted.cluster_id
+    at = open_page(app(), "strategies")
+    at.text_input(key="author").input("ana").run()  # the sidebar's reviewer name
+    at.text_input(key=f"name-1-{cluster}-v1").input("Spell out each option")
+    at.text_area(key=f"elements-1-{cluster}-v1").input("- compare every option\n- justify the pick\n")
+    form_buttons = [b for b in at.button if b.label == "Save as new version"]
+    form_buttons[0].click().run()
+    no_errors(at, "strategies")
+
+    history = store.strategy_history(1, cluster)
+    assert [(v.version, v.source, v.author) for v in history] == [(1, "drafted", "agent"), (2, "edited", "ana")]
+    edited = history[-1].strategy
+    assert edited.strategy_name == "Spell out each option"
+    assert edited.key_elements == ["compare every option", "justify the pick"]
+    assert edited.generation_approach == drafted.generation_approach
+    assert store.current_strategies(1)[0].strategy_name == "Spell out each option"
+    assert at.text_input(key=f"name-1-{cluster}-v2").value == "Spell out each option"  # the form shows v2
+
+    at.button(key=f"revert-1-{cluster}").click().run()  # the only older version: v1
+    no_errors(at, "strategies")
+    latest = store.strategy_history(1, cluster)[-1]
+    assert (latest.version, latest.source, latest.reverted_from) == (3, "reverted", 1)
+    assert store.current_strategies(1)[0].strategy_name == drafted.strategy_name
+
+
+def test_an_empty_strategy_name_is_refused_with_a_message(runs):
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    cluster = store.current_strategies(1)[0].cluster_id
+    at = open_page(app(), "strategies")
+    at.text_input(key=f"name-1-{cluster}-v1").input("   ")
+    [b for b in at.button if b.label == "Save as new version"][0].click().run()
+    assert not at.exception
+    assert any("needs a name" in e.value for e in at.error)
+    assert len(store.strategy_history(1, cluster)) == 1
+
+
+def test_rejecting_one_sample_and_accepting_several_persist(runs):
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    ids = [s.sample.sample_id for s in store.samples(1, limit=None)]
+    at = open_page(app(), "samples")
+    at.selectbox(key="samples-one").set_value(ids[0]).run()
+    at.button(key="one-reject").click().run()
+    no_errors(at, "samples")
+    rejected = store.samples(1, status="rejected_human", limit=None)
+    assert [(s.sample.sample_id, s.status_author) for s in rejected] == [(ids[0], "reviewer")]
+    assert ids[0] not in {s.sample_id for s in store.accepted_samples(1)}  # out of the next training set
+
+    at.multiselect(key="samples-bulk-1").set_value(ids[1:3]).run()
+    at.button(key="bulk-accept").click().run()
+    no_errors(at, "samples")
+    assert {s.sample.sample_id for s in store.samples(1, status="accepted_human", limit=None)} == set(ids[1:3])
+
+    at.multiselect(key="samples-status").set_value(["rejected_human"]).run()
+    assert at.dataframe[0].value["sample_id"].tolist() == [ids[0]]
+
+
+def test_sample_review_shows_the_original_side_by_side(runs):
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    sample = store.samples(1, limit=1)[0].sample
+    original = views.originals(store, 1)[sample.based_on_example]
+    at = open_page(app(), "samples")
+    texts = [t.value for t in at.text]
+    assert sample.question in texts
+    assert original["question"] in texts
+    assert any(f"Original · `{sample.based_on_example}`" in m.value for m in at.markdown)
+
+
+def test_evolution_page_shows_a_comparison_table(runs):
+    root, _ = runs
+    out = root / "comparisons" / "20261123-120000"
+    out.mkdir(parents=True)
+    (out / "comparison.csv").write_text(
+        "method,run_id,iteration,metric,value,tokens,cost_usd\n"
+        "pada,a,1,accuracy,0.30,900,0.01\npada,a,2,accuracy,0.36,900,0.01\n"
+        "vanilla,b,1,accuracy,0.31,0,0.0\n", encoding="utf-8")
+    at = open_page(app(), "evolution")
+    no_errors(at, "evolution")
+    assert len(charts(at)) == 3
+    table = next(d.value for d in at.dataframe if "pada" in d.value.index)
+    assert table.loc["pada", "iteration 2"] == pytest.approx(0.36)
+    assert table.loc["vanilla", "tokens"] == 0
+
+
+# ------------------------------------------------------------ empty state
+
+
+def test_a_first_time_user_sees_how_to_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("PADA_RUNS_DIR", str(tmp_path / "nothing-yet"))
+    at = app()
+    no_errors(at, "runs")
+    assert any(h.value == "No runs yet" for h in at.subheader)
+    assert "Launch the offline quickstart" in [b.label for b in at.button]
+    for page in PAGES[1:]:
+        open_page(at, page)
+        assert not at.exception
+        if page != "evolution":
+            assert any("No run selected" in i.value for i in at.info), page
+
+
+# --------------------------------------------------- launch, continue, stop
+
+
+def wait_for_exit(pid: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while views.process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not views.process_alive(pid), f"process {pid} still running after {timeout_s} s"
+
+
+def test_launching_from_the_form_runs_the_cli_and_reports_its_error(tmp_path, monkeypatch):
+    """A real background `python -m pada run`; a missing data dir makes it fail fast with a readable error."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("PADA_RUNS_DIR", str(root))
+    at = app()
+    at.text_area[0].input("data_dir: /nonexistent/pada-data\n")
+    at.number_input[0].set_value(1)  # iterations
+    [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception
+    launch = next(iter(at.session_state["launches"].values()))
+    wait_for_exit(launch.pid)
+    time.sleep(2.5)  # past the runs list's cache lifetime
+    at.run()
+    shown_errors = [e.value for e in at.error]
+    state = RunStore.open(launch.run_id, runs_root=root).state()
+    assert state.status == "failed"
+    assert "nonexistent/pada-data" in state.error
+    assert any("Failed:" in e and "nonexistent/pada-data" in e for e in shown_errors)
+    assert at.session_state["run"] == launch.run_id  # the new run got selected
+
+
+def test_continue_run_resumes_a_paused_run(runs):
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    store.set_current(1, "review_strategies")  # as if the run had paused after drafting strategies
+    store.set_status("awaiting_review")
+    at = open_page(app(), "strategies")
+    assert any("paused in iteration 1" in w.value for w in at.warning)
+    at.button(key="continue-strategies").click().run()
+    assert not at.exception
+    launch = at.session_state["launches"][run_id]
+    wait_for_exit(launch.pid)
+    assert store.state().status == "completed"
+    assert store.stage_done(1, "review_strategies")
+    assert any("review_strategies approved" in e.message for e in store.events(20))
+
+
+def test_stop_run_ends_the_process_group_and_marks_the_run_stopped(runs):
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    # A stand-in for the loop: a process in its own session with a child of its own (a worker).
+    code = ("import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)")
+    loop = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    time.sleep(0.5)
+    worker_pids = [int(p) for p in subprocess.run(["pgrep", "-g", str(loop.pid)], capture_output=True,
+                                                   text=True).stdout.split() if int(p) != loop.pid]
+    store.set_pid(loop.pid)
+    store.set_status("running")
+    try:
+        message = views.stop_run(store, wait_s=0)  # the loop is our child: reap it before checking
+        loop.wait(timeout=10)
+        assert "SIGTERM" in message or "stopped" in message
+        time.sleep(0.3)
+        assert all(not views.process_alive(p) for p in worker_pids)
+        views.stop_run(store)  # the process is gone: records the stop
+        assert store.state().status == "stopped"
+        assert store.state().pid is None
+    finally:
+        if loop.poll() is None:
+            os.killpg(loop.pid, 9)
+
+
+# ------------------------------------------------------------ view helpers
+
+
+def test_filter_failures_combines_cluster_scenario_and_search(runs):
+    root, run_id = runs
+    frame = views.failures_frame(RunStore.open(run_id, runs_root=root), 2)
+    analysed = frame.dropna(subset=["scenario"])
+    scenario = analysed["scenario"].iloc[0]
+    by_scenario = views.filter_failures(frame, scenario=scenario)
+    assert set(by_scenario["scenario"]) == {scenario}
+    assert views.filter_failures(frame, search=frame["failure_id"].iloc[1].upper())["failure_id"].tolist() == [
+        frame["failure_id"].iloc[1]]
+    assert views.filter_failures(frame).equals(frame)
+
+
+def test_strategy_edit_helpers():
+    from pada.records import Strategy
+
+    current = Strategy(cluster_id=0, category_name="Units", strategy_name="Old", generation_approach="Rewrite",
+                       key_elements=["a"], ok=False, raw="{broken")
+    edited = views.edited_strategy(current, " New ", "Rewrite with units", "* one\n\n- two\n  three  ")
+    assert (edited.strategy_name, edited.key_elements, edited.ok, edited.raw) == (
+        "New", ["one", "two", "three"], True, None)
+    assert views.strategy_changed(current, edited)
+    assert not views.strategy_changed(current, views.edited_strategy(current, "Old", "Rewrite", ["a"]))
+    with pytest.raises(ValueError, match="generation approach"):
+        views.edited_strategy(current, "x", "  ", "")
+
+
+def test_score_bounds_and_paging():
+    assert views.score_bounds(0.0, 10.0) == (None, None)
+    assert views.score_bounds(6.5, 10.0) == (6.5, None)
+    assert views.n_pages(0, 25) == 1 and views.n_pages(51, 25) == 3
+    assert views.shorten("a  b\nc", 10) == "a b c" and views.shorten("x" * 20, 5) == "xxxx…"
+
+
+def test_read_comparison_rejects_other_csv_files(tmp_path):
+    path = tmp_path / "comparisons" / "x" / "comparison.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    assert views.find_comparisons(tmp_path) == [path]
+    with pytest.raises(ValueError, match="missing columns: method"):
+        views.read_comparison(path)
+
+
+def test_runs_frame_summarises_the_run(runs):
+    root, run_id = runs
+    frame = views.runs_frame(root)
+    row = frame.set_index("run").loc[run_id]
+    assert (row["task"], row["method"], row["status"], row["iteration"], row["metric"]) == (
+        "arc_challenge", "pada", "completed", "2 / 2", "accuracy")
+    assert row["tokens"] > 0
