@@ -157,7 +157,7 @@ def live_view(refreshing: bool) -> None:
         st.rerun(scope="app")  # start or stop refreshing (run_every is fixed per fragment)
 
 
-def new_run_form(expanded: bool) -> None:
+def new_run_form(expanded: bool, quickstart_button: bool = True) -> None:
     from pada.config import METHODS, PAUSE_POINTS
     from pada.tasks import TASK_NAMES
 
@@ -192,7 +192,8 @@ def new_run_form(expanded: bool) -> None:
                 "slm": {"model": slm.strip()}, "llm": {"model": llm.strip()}, "judge": {"model": judge.strip()},
             }
             launch_from_form(overrides, extra, base)
-        if st.button("Launch the offline quickstart as is", icon=":material/rocket_launch:", key="quickstart-2"):
+        if quickstart_button and st.button("Launch the offline quickstart as is", icon=":material/rocket_launch:",
+                                           key="quickstart-2"):
             launch_quickstart()
 
 
@@ -222,7 +223,7 @@ def main() -> None:
     has_launches = bool(st.session_state.get(LAUNCHES_KEY))
     if frame.empty and not has_launches:
         empty_state()
-        new_run_form(expanded=False)
+        new_run_form(expanded=False, quickstart_button=False)
         return
     active = any_active(frame)
     st.fragment(live_view, run_every=common.REFRESH_S if active else None)(active)
