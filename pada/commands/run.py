@@ -34,6 +34,7 @@ def execute(store) -> int:
     from pada.runs import overview
 
     configure_logging()
+    stop_on_sigterm()
     pipeline = Pipeline(store)
     pipeline.approve_pending_review()
     status = pipeline.run()
@@ -49,3 +50,13 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("LiteLLM", "litellm", "httpx", "urllib3", "numba", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM (the dashboard's stop button) into KeyboardInterrupt, so the run records `stopped`."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("stopped by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
