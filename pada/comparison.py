@@ -36,14 +36,12 @@ def compare_runs(config: RunConfig, methods: list[str], runs_root=None) -> list[
 
 
 def rows_for_run(store: RunStore, method: str) -> list[ComparisonRow]:
-    from pada.runs import headline_metric
+    from pada.runs import headline_metric, usage_totals
 
-    metric = headline_metric(store.config())
-    usage = store.llm_usage(group_by=())
-    tokens = int(sum((u["prompt_tokens"] or 0) + (u["completion_tokens"] or 0) for u in usage))
-    cost = float(sum(u["cost_usd"] or 0.0 for u in usage))
-    return [ComparisonRow(method, store.run_id, row.iteration, metric, row.value, tokens, cost)
-            for row in store.metrics(split="test", name=metric)]
+    metric = headline_metric(store.config(), {row.name for row in store.metrics()})
+    usage = usage_totals(store)
+    return [ComparisonRow(method, store.run_id, row.iteration, metric, row.value, int(usage["tokens"]),
+                          usage["cost_usd"]) for row in store.metrics(split="test", name=metric)]
 
 
 def write_comparison(rows: list[ComparisonRow], out_dir: str | Path) -> tuple[Path, Path]:

@@ -31,6 +31,9 @@ from typing import Any
 import pandas as pd
 
 from pada.records import ClusteringResult, Failure, Strategy
+from pada.runs import (  # noqa: F401  (the pages use them through views)
+    effective_status, headline_metric, process_alive, usage_totals,
+)
 from pada.store import RunStore, RunSummary, StoredSample, StrategyVersion, list_runs, runs_root
 from pada.store.layout import readable_run_id
 
@@ -40,7 +43,6 @@ LAUNCH_DIR = "launches"  # under the runs root: the config and log of every run 
 COMPARISONS_DIR = "comparisons"  # under the runs root: `python -m pada compare` output folders
 COMPARISON_COLUMNS = ("method", "iteration", "metric", "value", "tokens", "cost_usd")
 ACTIVE_STATUSES = ("created", "running")
-HEADLINE_METRICS = ("accuracy", "exact_match", "pass@1")  # the tasks' headline metrics, in preference order
 
 
 # ------------------------------------------------------------------ runs
@@ -52,59 +54,10 @@ def app_runs_root() -> Path:
 
 
 def run_config(store: RunStore) -> dict[str, Any]:
-    """The stored config as a dict (works whether the store exposes it as a method or a property)."""
-    config = store.config
-    return dict(config() if callable(config) else config)
+    """The stored config as a dict."""
+    return store.config()
 
 
-def process_alive(pid: int | None) -> bool:
-    """Whether a process with this id is running (a zombie, ended but not reaped by its parent, is not)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no procfs (macOS) or the process just went
-        return False
-    return stat[stat.rfind(")") + 2:].startswith("Z")  # the state follows the parenthesised command name
-
-
-def effective_status(status: str, pid: int | None) -> str:
-    """The stored status, or `interrupted` when a `running` run's process is gone (killed, crashed)."""
-    if status == "running" and not process_alive(pid):
-        return "interrupted"
-    return status
-
-
-def headline_metric(config: Mapping[str, Any], names: Iterable[str] = ()) -> str:
-    """The metric the run's task reports, from the task class (no data loading), else from what is stored."""
-    from pada.tasks import BUILTIN_TASKS
-
-    task = BUILTIN_TASKS.get(str(config.get("task", "")))
-    if task is not None:
-        return task.metric
-    names = list(names)
-    return next((n for n in HEADLINE_METRICS if n in names), names[0] if names else "accuracy")
-
-
-def usage_totals(store: RunStore) -> dict[str, float]:
-    """Calls, tokens and cost of every LLM call the run made."""
-    rows = store.llm_usage(group_by=())
-    total = rows[0] if rows else {}
-    return {
-        "calls": int(total.get("calls") or 0),
-        "tokens": int((total.get("prompt_tokens") or 0) + (total.get("completion_tokens") or 0)),
-        "cost_usd": float(total.get("cost_usd") or 0.0),
-    }
 
 
 def stage_progress(store: RunStore, iteration: int | None, stage: str | None) -> tuple[int, int | None] | None:
