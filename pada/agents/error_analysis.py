@@ -27,6 +27,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from pada.agents.text import truncate
 from pada.llm import JSONRequest, LLMClient, StructuredResult
 from pada.llm.jsonparse import ReplyError, parse_json
 from pada.llm.prompts import render
@@ -107,16 +108,6 @@ def select_failures(failures: list[Failure], max_failures: int = 50, seed: int =
         return list(failures)
     chosen = sorted(random.Random(seed).sample(range(len(failures)), max_failures))
     return [failures[i] for i in chosen]
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut `text` to about `limit` characters keeping head and tail (a question often ends a prompt)."""
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    head = limit * 2 // 3
-    tail = limit - head
-    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-tail:]}"
 
 
 def failure_view(failure: Failure, sample_idx: int, limit: int) -> dict:

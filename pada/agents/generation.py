@@ -42,7 +42,8 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from pada.agents.budget import Budget, error_quotas
 from pada.agents.leakage import LeakageGuard, LeakDrop, LeakError, normalise_tokens
-from pada.agents.quality import QCBatch, QCConfig, run_qc_rounds, truncate
+from pada.agents.quality import QCBatch, QCConfig, run_qc_rounds
+from pada.agents.text import truncate
 from pada.records import Branch, Example, Failure, Message, QCResult, Strategy, SyntheticSample
 
 STAGES: dict[str, str] = {"pattern": "generation_pattern", "error": "generation_error",

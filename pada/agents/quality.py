@@ -35,6 +35,7 @@ from typing import Annotated, Callable
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
+from pada.agents.text import truncate
 from pada.records import Example, QCResult, Strategy, SyntheticSample
 
 STAGE = "quality"
@@ -128,15 +129,6 @@ BatchGenerator = Callable[[str | None, int], list[SyntheticSample]]
 
 # ---------------------------------------------------------------------------
 # Judging
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut `text` to about `limit` characters, keeping head and tail (a SQuAD prompt ends with its question)."""
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    head = limit * 2 // 3
-    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[head - limit:]}"
 
 
 def judge_messages(batch: QCBatch, samples: list[SyntheticSample], max_chars: int = 1500) -> list[dict]:
