@@ -316,7 +316,7 @@ class Pipeline:
 
     @property
     def task_description(self) -> str:
-        return getattr(self.task, "description", "") or self.task.name
+        return self.task.title or self.task.name
 
     @functools.cached_property
     def leak_guard(self):
