@@ -275,10 +275,11 @@ class Pipeline:
         outcome = generate_and_qc(strategies, budget, self.splits.train, train_failures, self.llm("llm"),
                                   self.llm("judge"), self.config.generation, qc_config,
                                   seed=self.config.seed, iteration=i, leak_guard=self.leak_guard)
+        misformatted = self._misformatted(outcome.accepted)
         counts = dict(outcome.produced_counts, budget={"total": budget.total, "error": budget.error,
                                                        "rephrase": budget.rephrase,
                                                        "per_cluster": budget.per_cluster},
-                      leaked=len(outcome.leaked))
+                      leaked=len(outcome.leaked), misformatted=sum(map(len, misformatted.values())))
 
         def write(store: RunStore) -> None:
             store.save_samples(i, outcome.attempts, outcome.qc_results)
@@ -288,7 +289,21 @@ class Pipeline:
                                            f"questions", iteration=i, stage=GENERATE)
                 leaked_ids = [drop.sample.sample_id for drop in outcome.leaked]
                 store.set_sample_status(leaked_ids, "rejected_qc", author="leakage-guard", iteration=i)
+            for reason, ids in misformatted.items():
+                store.set_sample_status(ids, "rejected_qc", author="format-check", iteration=i)
+                store.log_event("warning", f"dropped {len(ids)} accepted samples: {reason}", iteration=i,
+                                stage=GENERATE)
         return write
+
+    def _misformatted(self, samples) -> dict[str, list[str]]:
+        """Sample ids whose question/answer break the task's format (a weak judge may pass them), by reason."""
+        by_reason: dict[str, list[str]] = {}
+        for sample in samples:
+            answer = next((m["content"] for m in sample.messages if m["role"] == "assistant"), "")
+            reason = self.task.format_problem(sample.question, answer)
+            if reason:
+                by_reason.setdefault(reason, []).append(sample.sample_id)
+        return by_reason
 
     def _redacted(self, strategy):
         """The strategy with any quoted validation/test id or question masked (never shown to the generator)."""

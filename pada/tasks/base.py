@@ -94,6 +94,14 @@ class Task(abc.ABC):
         """Read the source data into disjoint train / validation / test pools."""
         raise NotImplementedError(f"{type(self).__name__} must implement load_pools() or pools()")
 
+    def format_problem(self, prompt: str, answer: str) -> str | None:
+        """Why a generated (question, answer) pair breaks this task's format, or None if it fits.
+
+        Synthetic samples must keep the format the SLM is scored on (lettered options and a letter,
+        a final number, a short span, parsable code); the loop drops those that do not.
+        """
+        return None
+
     @abc.abstractmethod
     def score(self, example: Example, prediction: str) -> Score:
         """Decide whether `prediction` answers `example` correctly."""

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import random
+import re
 from collections.abc import Callable, Hashable
 
 from pada.records import Example, Score
 from pada.tasks import scoring
 from pada.tasks.sources import Row
+
+# An option line of a multiple-choice prompt as `scoring.mc_prompt` writes it: "B. text" or "B) text".
+_OPTION_LINE = re.compile(r"^\s*\(?([A-J])[.)]\s+\S", re.MULTILINE)
+SPAN_MAX_WORDS = 30  # SQuAD answers are short spans; longer replies are explanations, not answers
 
 
 def carve_groups(rows: list, group_of: Callable[[object], Hashable], targets: list[int], key: str) -> list[list]:
@@ -54,6 +60,16 @@ def allow_unsandboxed_default() -> bool:
 class ChoiceScoring:
     """Scores multiple-choice examples whose gold holds `label` (A..) and `options` (texts)."""
 
+    def format_problem(self, prompt: str, answer: str) -> str | None:
+        """Why a (generated) question/answer pair breaks the multiple-choice format, or None."""
+        labels = _OPTION_LINE.findall(prompt)
+        if len(labels) < 2:
+            return "the question lists fewer than two lettered options"
+        chosen = scoring.extract_choice(answer, len(labels))
+        if chosen is None or chosen not in labels:
+            return "the answer names none of the question's option letters"
+        return None
+
     def score(self, example: Example, prediction: str) -> Score:
         gold = example.gold
         return scoring.score_choice(prediction, gold["label"], gold.get("options"),
@@ -63,12 +79,23 @@ class ChoiceScoring:
 class NumberScoring:
     """Scores examples whose gold holds the final `number` (as text)."""
 
+    def format_problem(self, prompt: str, answer: str) -> str | None:
+        if scoring.extract_number(answer) is None:
+            return "the answer has no final number"
+        return None
+
     def score(self, example: Example, prediction: str) -> Score:
         return scoring.score_number(prediction, example.gold["number"])
 
 
 class SpanScoring:
     """SQuAD-style exact match / F1 against gold `answers`."""
+
+    def format_problem(self, prompt: str, answer: str) -> str | None:
+        words = len(answer.split())
+        if not words or words > SPAN_MAX_WORDS:
+            return f"the answer is not a short span (1 to {SPAN_MAX_WORDS} words)"
+        return None
 
     def score(self, example: Example, prediction: str) -> Score:
         return scoring.score_span(prediction, example.gold["answers"])
@@ -79,6 +106,13 @@ class CodeScoring:
 
     timeout_s: float = 10.0
     allow_unsandboxed: bool = False
+
+    def format_problem(self, prompt: str, answer: str) -> str | None:
+        try:
+            ast.parse(scoring.extract_code(answer))
+        except SyntaxError as err:
+            return f"the answer's code does not parse ({err.msg}, line {err.lineno})"
+        return None
 
     def score(self, example: Example, prediction: str) -> Score:
         return scoring.score_code(prediction, example.gold, self.timeout_s, self.allow_unsandboxed)
