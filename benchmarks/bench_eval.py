@@ -43,11 +43,31 @@ def task_prompts(task_name: str, n: int) -> tuple[list[list[dict]], int]:
         return prompts, 10
 
 
-def timed(model, tokenizer, prompts, max_new_tokens: int, batch_size: int) -> tuple[list[str], float]:
+def timed(model, tokenizer, prompts, max_new_tokens: int, batch_size: int) -> tuple[list[str], float, float]:
+    """(replies, wall seconds, CPU seconds of this process). CPU time barely moves with other processes' load,
+    so on a shared machine its ratio is the steadier estimate of the speed-up."""
     from pada.slm.generate import generate
 
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     replies = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return replies, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def timed_hf_generate(model, tokenizer, prompts, max_new_tokens: int, batch_size: int) -> tuple[list[str], float]:
+    """The plain approach for comparison: `model.generate`, prompts in the given order, left padding."""
+    import torch
+
+    from pada.slm.generate import prompt_ids
+
+    ids = [prompt_ids(tokenizer, conv) for conv in prompts]
+    replies, started = [], time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, len(ids), batch_size):
+            batch = tokenizer.pad({"input_ids": ids[start:start + batch_size]}, padding=True, return_tensors="pt",
+                                  padding_side="left")
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+            replies += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     return replies, time.perf_counter() - started
 
 
@@ -60,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's budget")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--skip-bs1", action="store_true", help="only time the batched run")
+    parser.add_argument("--hf-baseline", action="store_true",
+                        help="also time plain model.generate (unsorted, no shared prefix) at bs1 and --batch-size")
     args = parser.parse_args(argv)
 
     import torch
@@ -73,16 +95,23 @@ def main(argv: list[str] | None = None) -> int:
           f"max_new_tokens {max_new_tokens} load avg {os.getloadavg()[0]:.1f}")
     timed(model, tokenizer, prompts[:2], max_new_tokens, 2)  # warm-up: first-call allocations, kernel selection
 
-    batched, batched_s = timed(model, tokenizer, prompts, max_new_tokens, args.batch_size)
-    print(f"batched bs={args.batch_size}: {len(prompts) / batched_s:.2f} samples/s ({batched_s:.1f} s)")
+    n = len(prompts)
+    batched, batched_s, batched_cpu = timed(model, tokenizer, prompts, max_new_tokens, args.batch_size)
+    print(f"batched bs={args.batch_size}: {n / batched_s:.2f} samples/s ({batched_s:.1f} s wall, {batched_cpu:.1f} s CPU)")
     if args.skip_bs1:
         return 0
-    single, single_s = timed(model, tokenizer, prompts, max_new_tokens, 1)
-    print(f"one at a time:  {len(prompts) / single_s:.2f} samples/s ({single_s:.1f} s)")
+    single, single_s, single_cpu = timed(model, tokenizer, prompts, max_new_tokens, 1)
+    print(f"one at a time:  {n / single_s:.2f} samples/s ({single_s:.1f} s wall, {single_cpu:.1f} s CPU)")
     same = sum(a == b for a, b in zip(batched, single))
-    print(f"speed-up {single_s / batched_s:.2f}x; identical outputs {same}/{len(prompts)}; "
-          f"load avg {os.getloadavg()[0]:.1f}")
+    print(f"speed-up {single_s / batched_s:.2f}x wall, {single_cpu / batched_cpu:.2f}x CPU time; "
+          f"identical outputs {same}/{n}; load avg {os.getloadavg()[0]:.1f}")
     print("sample replies:", [reply for reply in batched[:3]])
+    if args.hf_baseline:
+        for batch_size in (args.batch_size, 1):
+            replies, seconds = timed_hf_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+            same = sum(a == b for a, b in zip(replies, single))
+            print(f"plain model.generate bs={batch_size}: {n / seconds:.2f} samples/s ({seconds:.1f} s wall); "
+                  f"identical to ours (bs1) {same}/{n}; load avg {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -91,8 +91,9 @@ def finetune(base_model: str | Path | None, conversations: Sequence[Sequence[Mes
     """Fine-tune a LoRA adapter on `conversations` and save it to `out_dir` (+ training_summary.json).
 
     base_model: alias (`smollm2-135m`, default when None), local checkpoint or hub id.
-    Cost: epochs * len(conversations) / batch_size optimiser steps; on the 2-core CPU
-    SmolLM2-135M runs ~200-250 tokens/s (bf16), e.g. 300 ARC examples x 1 epoch ≈ 4-5 min.
+    Cost: epochs * len(conversations) / batch_size optimiser steps. SmolLM2-135M on the 2-core CPU
+    (bf16): 300 ARC examples x 1 epoch = 38 steps, 32.7k tokens: 372 s at 88 tokens/s with the CPU
+    shared (load 5-7); MEASURED.md's idle figure, ~245 tokens/s, would make it ~2.5 min.
     """
     from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
