@@ -94,6 +94,15 @@ def open_page(page, link: str, title: str) -> None:
     page.locator('[data-testid="stSidebarNav"]').get_by_text(link, exact=True).click()
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=20_000)
     settle(page)
+    wait_for_charts(page)
+
+
+def wait_for_charts(page) -> None:
+    """Plotly draws after the script run ends: wait until every chart on the page has its SVG."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".every(chart => chart.querySelector('.main-svg'))",
+        timeout=20_000)
 
 
 def assert_no_error(page, name: str) -> None:
