@@ -189,16 +189,13 @@ class Pipeline:
 
         conversations = [row.messages for row in self.store.training_set(i)]
         out_dir = self.store.adapter_dir(i)
-        total = max(1, len(conversations))
 
         def progress(step: int, steps: int) -> None:
             self.store.set_progress(i, FINETUNE, step, steps)
-
-        self.store.set_progress(i, FINETUNE, 0, total)
         train_config = replace(self.config.slm.train, seed=self.config.seed)
         result = finetune(self.config.slm.model, conversations, train_config, out_dir, on_progress=progress)
-        summary = {"train_seconds": getattr(result, "train_seconds", None),
-                   "final_loss": getattr(result, "final_loss", None), "examples": len(conversations)}
+        summary = {"train_seconds": round(result.train_seconds, 1), "final_loss": result.final_loss,
+                   "examples": len(conversations)}
         return lambda store: store.log_event("info", f"fine-tuned: {json.dumps(summary)}", iteration=i,
                                              stage=FINETUNE)
 
