@@ -269,8 +269,11 @@ class Pipeline:
         train_failures = self._train_failures(i)
         budget = plan_budget(len(self.splits.train), len(strategies), len(train_failures), self._budget_config())
         qc_config = replace(self.config.qc, qc_disabled=self.config.qc.qc_disabled or self.config.ablations.no_qc)
+        gen_config = self.config.generation
+        if not gen_config.format_hint:  # the task's own rule unless the config sets one
+            gen_config = replace(gen_config, format_hint=self.task.format_hint)
         outcome = generate_and_qc(strategies, budget, self.splits.train, train_failures, self.llm("llm"),
-                                  self.llm("judge"), self.config.generation, qc_config,
+                                  self.llm("judge"), gen_config, qc_config,
                                   seed=self.config.seed, iteration=i, leak_guard=self.leak_guard)
         misformatted = self._misformatted(outcome.accepted)
         counts = dict(outcome.produced_counts, budget={"total": budget.total, "error": budget.error,

@@ -29,3 +29,8 @@ def test_numbers_spans_and_code():
     code = get_task("humaneval")
     assert code.format_problem("q", "```python\ndef add(a, b):\n    return a + b\n```") is None
     assert "does not parse" in code.format_problem("q", "```python\ndef add(a, b)\n    return a + b\n```")
+
+
+@pytest.mark.parametrize("task", ["arc_challenge", "gsm8k", "hellaswag", "squad", "humaneval"])
+def test_every_builtin_task_tells_generators_its_format(task):
+    assert len(get_task(task).format_hint) > 20

@@ -94,6 +94,10 @@ class Task(abc.ABC):
         """Read the source data into disjoint train / validation / test pools."""
         raise NotImplementedError(f"{type(self).__name__} must implement load_pools() or pools()")
 
+    # A rule for generators, added to every generation prompt: small LLMs drop per-question parts
+    # (the options of a multiple-choice question) unless told; `format_problem` checks the result.
+    format_hint: str = ""
+
     def format_problem(self, prompt: str, answer: str) -> str | None:
         """Why a generated (question, answer) pair breaks this task's format, or None if it fits.
 

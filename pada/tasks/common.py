@@ -60,6 +60,10 @@ def allow_unsandboxed_default() -> bool:
 class ChoiceScoring:
     """Scores multiple-choice examples whose gold holds `label` (A..) and `options` (texts)."""
 
+    format_hint = ("The question must list its answer options on separate lines as 'A. ...', 'B. ...', 'C. ...', "
+                   "'D. ...', then say 'Answer with the letter of the correct option.'; the answer must be "
+                   "'The answer is X.' where X is the letter of the correct option.")
+
     def format_problem(self, prompt: str, answer: str) -> str | None:
         """Why a (generated) question/answer pair breaks the multiple-choice format, or None."""
         labels = _OPTION_LINE.findall(prompt)
@@ -79,6 +83,8 @@ class ChoiceScoring:
 class NumberScoring:
     """Scores examples whose gold holds the final `number` (as text)."""
 
+    format_hint = "The answer must solve the problem step by step and end with a line '#### <final number>'."
+
     def format_problem(self, prompt: str, answer: str) -> str | None:
         if scoring.extract_number(answer) is None:
             return "the answer has no final number"
@@ -90,6 +96,9 @@ class NumberScoring:
 
 class SpanScoring:
     """SQuAD-style exact match / F1 against gold `answers`."""
+
+    format_hint = ("The question must include its context paragraph; the answer must be a short span (a few words) "
+                   "copied exactly from that context.")
 
     def format_problem(self, prompt: str, answer: str) -> str | None:
         words = len(answer.split())
@@ -106,6 +115,9 @@ class CodeScoring:
 
     timeout_s: float = 10.0
     allow_unsandboxed: bool = False
+
+    format_hint = ("The question must give a Python function signature with a docstring; the answer must be the "
+                   "complete function in a ```python code block.")
 
     def format_problem(self, prompt: str, answer: str) -> str | None:
         try:
