@@ -223,14 +223,8 @@ class Pipeline:
         return write
 
     def _metrics(self, result) -> dict[str, float]:
-        metrics = {self.task.metric: result.metric, "n": float(len(result.predictions))}
-        extra: dict[str, list[float]] = {}
-        for prediction in result.predictions:
-            for name, value in prediction.metrics.items():
-                extra.setdefault(name, []).append(value)
-        for name, values in extra.items():
-            metrics.setdefault(name, sum(values) / len(values))
-        return metrics
+        """The headline metric, the example count, and the evaluator's means of the other scores (e.g. f1)."""
+        return {**result.metrics, self.task.metric: result.metric, "n": float(len(result.predictions))}
 
     def analyse(self, i: int):
         from pada.agents.error_analysis import analyse_failures
