@@ -258,22 +258,25 @@ class Pipeline:
     def generate(self, i: int):
         from pada.agents.budget import plan_budget
         from pada.agents.generation import generate_and_qc
+        from pada.tasks.forms import FREE_FORM
 
         strategies = [self._redacted(s) for s in self.store.current_strategies(i)] if self.uses_patterns else []
         train_failures = self._train_failures(i)
         budget = plan_budget(len(self.splits.train), len(strategies), len(train_failures), self._budget_config())
         qc_config = replace(self.config.qc, qc_disabled=self.config.qc.qc_disabled or self.config.ablations.no_qc)
         gen_config = self.config.generation
-        if not gen_config.format_hint:  # the task's own rule unless the config sets one
+        if not gen_config.format_hint and not (gen_config.structured and self.task.sample_form is not FREE_FORM):
+            # the task's own rule unless the config sets one; a structured form's field list says it instead
             gen_config = replace(gen_config, format_hint=self.task.format_hint)
         outcome = generate_and_qc(strategies, budget, self.splits.train, train_failures, self.llm("llm"),
                                   self.llm("judge"), gen_config, qc_config,
-                                  seed=self.config.seed, iteration=i, leak_guard=self.leak_guard)
-        misformatted = self._misformatted(outcome.accepted)
+                                  seed=self.config.seed, iteration=i, leak_guard=self.leak_guard,
+                                  form=self.task.sample_form)
+        unfit = unfit_samples(self.task, self.splits.train, outcome.accepted)
         counts = dict(outcome.produced_counts, budget={"total": budget.total, "error": budget.error,
                                                        "rephrase": budget.rephrase,
                                                        "per_cluster": budget.per_cluster},
-                      leaked=len(outcome.leaked), misformatted=sum(map(len, misformatted.values())))
+                      leaked=len(outcome.leaked), unfit=sum(map(len, unfit.values())))
 
         def write(store: RunStore) -> None:
             store.save_samples(i, outcome.attempts, outcome.qc_results)
@@ -283,21 +286,11 @@ class Pipeline:
                                            f"questions", iteration=i, stage=GENERATE)
                 leaked_ids = [drop.sample.sample_id for drop in outcome.leaked]
                 store.set_sample_status(leaked_ids, "rejected_qc", author="leakage-guard", iteration=i)
-            for reason, ids in misformatted.items():
-                store.set_sample_status(ids, "rejected_qc", author="format-check", iteration=i)
+            for reason, ids in unfit.items():
+                store.set_sample_status(ids, "rejected_qc", author="sample-check", iteration=i)
                 store.log_event("warning", f"dropped {len(ids)} accepted samples: {reason}", iteration=i,
                                 stage=GENERATE)
         return write
-
-    def _misformatted(self, samples) -> dict[str, list[str]]:
-        """Sample ids whose question/answer break the task's format (a weak judge may pass them), by reason."""
-        by_reason: dict[str, list[str]] = {}
-        for sample in samples:
-            answer = next((m["content"] for m in sample.messages if m["role"] == "assistant"), "")
-            reason = self.task.format_problem(sample.question, answer)
-            if reason:
-                by_reason.setdefault(reason, []).append(sample.sample_id)
-        return by_reason
 
     def _redacted(self, strategy):
         """The strategy with any quoted validation/test id or question masked (never shown to the generator)."""
@@ -346,3 +339,23 @@ class Pipeline:
 def start_run(config: RunConfig, runs_root=None, run_id: str | None = None) -> RunStore:
     """Create a run directory for `config` (the loop is started separately with `Pipeline(store).run()`)."""
     return RunStore.create(config.to_dict(), runs_root=runs_root, run_id=run_id)
+
+
+def unfit_samples(task, train_examples, samples) -> dict[str, list[str]]:
+    """Accepted sample ids a weak judge may pass but training must not get, by reason: the
+    question/answer break the task's format, or the question repeats a training question or an
+    earlier sample (small generators often return the example, or one variant several times)."""
+    from pada.agents.leakage import normalise_tokens
+
+    seen = {" ".join(normalise_tokens(ex.prompt)) for ex in train_examples}
+    by_reason: dict[str, list[str]] = {}
+    for sample in samples:
+        answer = next((m["content"] for m in sample.messages if m["role"] == "assistant"), "")
+        reason = task.format_problem(sample.question, answer)
+        words = " ".join(normalise_tokens(sample.question))
+        if not reason and words in seen:
+            reason = "the question repeats a training question or another sample"
+        seen.add(words)
+        if reason:
+            by_reason.setdefault(reason, []).append(sample.sample_id)
+    return by_reason

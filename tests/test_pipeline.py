@@ -16,6 +16,7 @@ import pytest
 from conftest import tiny_run_config
 from pada.pipeline import Pipeline, start_run
 from pada.store import RunStore
+from pada.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,6 +69,8 @@ def test_training_set_grows_by_the_accepted_samples(pipeline_run):
         assert len(first) == 16
         assert accepted, "the scripted judge accepts well-formed samples"
         assert [row.id for row in second] == [row.id for row in first] + [s.sample_id for s in accepted]
+        arc = get_task("arc_challenge")  # generated as fields, laid out by the code: options and letter
+        assert all(arc.format_problem(s.question, s.messages[1]["content"]) is None for s in accepted)
 
 
 def test_no_validation_or_test_example_reaches_generation_or_training(pipeline_run):

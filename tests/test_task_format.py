@@ -24,7 +24,9 @@ def test_multiple_choice_needs_options_and_a_letter_among_them():
 def test_numbers_spans_and_code():
     assert get_task("gsm8k").format_problem("q", "3 + 4 = 7\n#### 7") is None
     assert "number" in get_task("gsm8k").format_problem("q", "She has some apples left.")
-    assert get_task("squad").format_problem("q", "Denver Broncos") is None
+    context = "Context: The Denver Broncos won Super Bowl 50.\n\nQuestion: Who won?\nAnswer with a span."
+    assert get_task("squad").format_problem(context, "Denver Broncos") is None
+    assert "context" in get_task("squad").format_problem(context, "Carolina Panthers")
     assert "span" in get_task("squad").format_problem("q", " ".join(["word"] * 40))
     code = get_task("humaneval")
     assert code.format_problem("q", "```python\ndef add(a, b):\n    return a + b\n```") is None

@@ -14,7 +14,12 @@ or test data; `leak_check` (e.g. `LeakageGuard.assert_no_leak`) is run on every
 first-attempt generation prompt, and `generate_and_qc` drops accepted samples
 that overlap a protected question.
 
-Format: a small generator often drops the task's instruction lines from the
+Form: the generator fills the task's `SampleForm` fields (pada/tasks/forms.py: for multiple choice
+the question, the option texts and the answer letter; for maths a solution and the final number) and
+the code assembles the user turn and the reply in the task's layout, so the options and the final
+`#### n` cannot go missing. `structured=False` asks for a free question and answer instead.
+
+Template: a small generator often drops the task's instruction lines from the
 questions it writes; with `restore_template` (default) the lines every
 training prompt starts or ends with are put back, so synthetic user turns look
 like what the SLM is evaluated on.
@@ -45,6 +50,7 @@ from pada.agents.leakage import LeakageGuard, LeakDrop, LeakError, normalise_tok
 from pada.agents.quality import QCBatch, QCConfig, run_qc_rounds
 from pada.agents.text import truncate
 from pada.records import Branch, Example, Failure, Message, QCResult, Strategy, SyntheticSample
+from pada.tasks.forms import FREE_FORM, FreeItem, SampleForm
 
 STAGES: dict[str, str] = {"pattern": "generation_pattern", "error": "generation_error",
                           "rephrase": "generation_rephrase"}
@@ -61,6 +67,7 @@ class GenerationConfig:
     format_hint: str = field(default="", metadata={"help": "Optional task-specific format rule added to every generation prompt, e.g. 'End the reply with #### <number>.'"})
     max_field_chars: int = field(default=2000, metadata={"help": "Example text shown to the generator is cut to this many characters (long SQuAD contexts, code)."})
     max_prediction_chars: int = field(default=600, metadata={"help": "The SLM's wrong reply shown in error-based prompts is cut to this many characters (small models ramble)."})
+    structured: bool = field(default=True, metadata={"help": "Ask the generator for the task's fields (question, option texts and answer letter; or solution and final number) and assemble the turns in code, so a small model cannot drop the options or the final number. Off: a free-form question and answer."})
     restore_template: bool = field(default=True, metadata={"help": "Put back the task's instruction lines (first/last lines shared by every training prompt) when a generated question drops them; a 0.5B generator often does, and the SLM is evaluated with them."})
 
     def __post_init__(self) -> None:
@@ -74,20 +81,14 @@ class GenerationConfig:
 # What the generator returns
 
 
-# One new example. The code fills sample_id, is_synthetic, based_on_* and builds `messages` (the
-# paper's record fields) itself, so the model only writes the two turns. (No docstring: pydantic
-# would put it into the JSON schema the model reads.)
-class GeneratedExample(BaseModel):
-
-    question: str = Field(min_length=1)
-    answer: str = Field(min_length=1)
+# One new example is an item of the task's form (FreeItem: question + answer). The code fills
+# sample_id, is_synthetic, based_on_* and builds `messages` (the paper's record fields) itself.
 
 
 @lru_cache(maxsize=None)
-def variants_schema(count: int) -> type[BaseModel]:
-    """`{"variants": [GeneratedExample] * count}` (class name `GeneratedVariants` for every count)."""
-    return create_model("GeneratedVariants",
-                        variants=(list[GeneratedExample], Field(min_length=count, max_length=count)))
+def variants_schema(count: int, item: type[BaseModel] = FreeItem) -> type[BaseModel]:
+    """`{"variants": [item] * count}` (class name `GeneratedVariants` for every count and form)."""
+    return create_model("GeneratedVariants", variants=(list[item], Field(min_length=count, max_length=count)))
 
 
 @lru_cache(maxsize=None)
@@ -187,7 +188,8 @@ def plan_rephrase_batches(train_examples: list[Example], count: int, config: Gen
 # Prompts and replies
 
 
-def batch_messages(plan: BatchPlan, feedback: str | None, config: GenerationConfig) -> list[Message]:
+def batch_messages(plan: BatchPlan, feedback: str | None, config: GenerationConfig,
+                   form: SampleForm = FREE_FORM) -> list[Message]:
     """The generation prompt for one call (also the UI's prompt preview)."""
     from pada.llm.prompts import render
 
@@ -195,22 +197,23 @@ def batch_messages(plan: BatchPlan, feedback: str | None, config: GenerationConf
                "answer": truncate(plan.example.answer, config.max_field_chars)}
     common = {"example": example, "n": plan.size, "feedback": feedback, "format_hint": config.format_hint}
     if plan.branch == "pattern":
-        return render(PROMPTS["pattern"], strategy=plan.strategy, **common)
+        return render(PROMPTS["pattern"], strategy=plan.strategy, item_fields=form.fields_help, **common)
     if plan.branch == "error":
         prediction = truncate(plan.failure.prediction, config.max_prediction_chars) or "(empty reply)"
-        return render(PROMPTS["error"], prediction=prediction, **common)
-    return render(PROMPTS["rephrase"], **common)
+        return render(PROMPTS["error"], prediction=prediction, item_fields=form.fields_help, **common)
+    target, _ = form.rephrase_target(plan.example.prompt)
+    return render(PROMPTS["rephrase"], text=truncate(target, config.max_field_chars), **common)
 
 
-def batch_schema(plan: BatchPlan) -> type[BaseModel]:
-    return rephrasings_schema(plan.size) if plan.branch == "rephrase" else variants_schema(plan.size)
+def batch_schema(plan: BatchPlan, form: SampleForm = FREE_FORM) -> type[BaseModel]:
+    return rephrasings_schema(plan.size) if plan.branch == "rephrase" else variants_schema(plan.size, form.item)
 
 
 def prompt_text(messages: list[Message]) -> str:
     return "\n".join(m["content"] for m in messages)
 
 
-def _salvage(raw: str, branch: Branch) -> list:
+def _salvage(raw: str, branch: Branch, item: type[BaseModel]) -> list:
     """Items that validate on their own in a reply that failed as a whole (wrong count, one bad item)."""
     from pada.llm.jsonparse import ReplyError, parse_json
 
@@ -228,18 +231,18 @@ def _salvage(raw: str, branch: Branch) -> list:
                 items.append(entry)
             continue
         try:
-            items.append(GeneratedExample.model_validate(entry))
+            items.append(item.model_validate(entry))
         except ValidationError:
             continue
     return items
 
 
-def reply_items(plan: BatchPlan, result) -> list:
+def reply_items(plan: BatchPlan, result, form: SampleForm = FREE_FORM) -> list:
     """The generated items of one reply (validated, or salvaged from a failed reply), at most plan.size."""
     if result.ok and result.value is not None:
         items = result.value.rephrasings if plan.branch == "rephrase" else result.value.variants
     else:
-        items = _salvage(result.raw, plan.branch)
+        items = _salvage(result.raw, plan.branch, form.item)
     return list(items)[:plan.size]
 
 
@@ -285,15 +288,17 @@ def task_template(train_examples: list[Example], config: GenerationConfig) -> Pr
     return shared_template(list({ex.id: ex.prompt for ex in train_examples}.values()))
 
 
-def samples_from_items(plan: BatchPlan, items: list, attempt: int,
-                       template: PromptTemplate = PromptTemplate()) -> list[SyntheticSample]:
-    """SyntheticSample records for one call's items; rephrasings keep the original answer verbatim."""
+def samples_from_items(plan: BatchPlan, items: list, attempt: int, template: PromptTemplate = PromptTemplate(),
+                       form: SampleForm = FREE_FORM) -> list[SyntheticSample]:
+    """SyntheticSample records for one call's items, turned into turns by the form; rephrasings keep
+    the original answer (and, for multiple choice, the original options) verbatim."""
+    _, put_back = form.rephrase_target(plan.example.prompt)
     samples = []
     for sample_id, item in zip(plan.sample_ids, items):
         if plan.branch == "rephrase":
-            question, answer = item.strip(), plan.example.answer
+            question, answer = put_back(item.strip()), plan.example.answer
         else:
-            question, answer = item.question.strip(), item.answer.strip()
+            question, answer = form.turns(item)
         question = template.apply(question)
         samples.append(SyntheticSample(
             sample_id=sample_id, branch=plan.branch,
@@ -314,12 +319,15 @@ class CallStats:
 
 class BatchGenerator:
     """Runs generation calls for plans: `self(requests, attempt)` is the `RoundGenerator` the QC loop
-    wants (requests = [(plan_index, feedback | None)]). All requests of a round go out together."""
+    wants (requests = [(plan_index, feedback | None)]). All requests of a round go out together.
+    `form` is the task's sample form; with `config.structured` off, the free form is used."""
 
     def __init__(self, plans: list[BatchPlan], generator, config: GenerationConfig, seed: int,
-                 leak_check: Callable[[str], None] | None = None, template: PromptTemplate | None = None):
+                 leak_check: Callable[[str], None] | None = None, template: PromptTemplate | None = None,
+                 form: SampleForm = FREE_FORM):
         self.plans, self.generator, self.config, self.seed = plans, generator, config, seed
         self.leak_check = leak_check
+        self.form = form if config.structured else FREE_FORM
         self.stats = CallStats()
         if template is None:
             template = task_template([plan.example for plan in plans], config)
@@ -328,13 +336,13 @@ class BatchGenerator:
     def request(self, plan: BatchPlan, feedback: str | None, attempt: int):
         from pada.llm import JSONRequest
 
-        messages = batch_messages(plan, feedback, self.config)
+        messages = batch_messages(plan, feedback, self.config, self.form)
         if self.leak_check is not None and feedback is None:
             # the regeneration prompt only adds the judge's feedback to this one
             self.leak_check(prompt_text(messages))
         # a distinct salt per slot and attempt: sampled draws stay distinct, a resumed run hits the cache
         salt = f"{plan.sample_ids[0]}:{plan.example.id}:seed{self.seed}:attempt{attempt}"
-        return JSONRequest(messages=messages, schema=batch_schema(plan), stage=STAGES[plan.branch],
+        return JSONRequest(messages=messages, schema=batch_schema(plan, self.form), stage=STAGES[plan.branch],
                            temperature=self.config.temperature, cache_salt=salt)
 
     def __call__(self, requests: list[tuple[int, str | None]], attempt: int) -> list[list[SyntheticSample]]:
@@ -345,19 +353,20 @@ class BatchGenerator:
         results = self.generator.complete_json_many(calls)
         out = []
         for plan, result in zip(plans, results):
-            items = reply_items(plan, result)
+            items = reply_items(plan, result, self.form)
             self.stats.calls[plan.branch] += 1
             self.stats.failed[plan.branch] += 0 if items else 1
-            out.append(samples_from_items(plan, items, attempt, self.template))
+            out.append(samples_from_items(plan, items, attempt, self.template, self.form))
         return out
 
 
 def generate_batches(plans: list[BatchPlan], generator, config: GenerationConfig | None = None, seed: int = 0,
                      leak_check: Callable[[str], None] | None = None,
-                     template: PromptTemplate | None = None) -> list[SyntheticSample]:
+                     template: PromptTemplate | None = None, form: SampleForm = FREE_FORM
+                     ) -> list[SyntheticSample]:
     """One attempt for every plan, without quality control (one call per plan, all concurrent)."""
     config = config or GenerationConfig()
-    run = BatchGenerator(plans, generator, config, seed, leak_check, template)
+    run = BatchGenerator(plans, generator, config, seed, leak_check, template, form)
     batches = run([(i, None) for i in range(len(plans))], attempt=1)
     return [sample for batch in batches for sample in batch]
 
@@ -368,35 +377,36 @@ def generate_batches(plans: list[BatchPlan], generator, config: GenerationConfig
 
 def generate_pattern_samples(strategies: list[Strategy], per_cluster: list[int], train_examples: list[Example],
                              generator, config: GenerationConfig | None = None, seed: int = 0,
-                             iteration: int = 1, leak_check: Callable[[str], None] | None = None
-                             ) -> list[SyntheticSample]:
+                             iteration: int = 1, leak_check: Callable[[str], None] | None = None,
+                             form: SampleForm = FREE_FORM) -> list[SyntheticSample]:
     """Pattern-guided samples: `per_cluster[k]` for `strategies[k]`, variants of training examples."""
     config = config or GenerationConfig()
     plans = plan_pattern_batches(strategies, per_cluster, train_examples, config, seed, iteration)
     return generate_batches(plans, generator, config, seed, leak_check,
-                            task_template(train_examples, config))
+                            task_template(train_examples, config), form)
 
 
 def generate_error_samples(train_failures: list[Failure], error_budget: int, train_examples: list[Example],
                            generator, config: GenerationConfig | None = None, seed: int = 0, iteration: int = 1,
-                           variants_per_failure: int = 2, leak_check: Callable[[str], None] | None = None
-                           ) -> list[SyntheticSample]:
+                           variants_per_failure: int = 2, leak_check: Callable[[str], None] | None = None,
+                           form: SampleForm = FREE_FORM) -> list[SyntheticSample]:
     """Error-based samples: new questions like the ones the SLM got wrong in training."""
     config = config or GenerationConfig()
     plans = plan_error_batches(train_failures, error_budget, variants_per_failure, train_examples, config,
                                seed, iteration)
     return generate_batches(plans, generator, config, seed, leak_check,
-                            task_template(train_examples, config))
+                            task_template(train_examples, config), form)
 
 
 def generate_rephrase_samples(train_examples: list[Example], count: int, generator,
                               config: GenerationConfig | None = None, seed: int = 0, iteration: int = 1,
-                              leak_check: Callable[[str], None] | None = None) -> list[SyntheticSample]:
+                              leak_check: Callable[[str], None] | None = None,
+                              form: SampleForm = FREE_FORM) -> list[SyntheticSample]:
     """AugGPT baseline: rephrased training questions with their original answers."""
     config = config or GenerationConfig()
     plans = plan_rephrase_batches(train_examples, count, config, seed, iteration)
     return generate_batches(plans, generator, config, seed, leak_check,
-                            task_template(train_examples, config))
+                            task_template(train_examples, config), form)
 
 
 # ---------------------------------------------------------------------------
@@ -435,20 +445,20 @@ def plan_iteration(strategies: list[Strategy], budget: Budget, train_examples: l
 def generate_and_qc(strategies: list[Strategy], budget: Budget, train_examples: list[Example],
                     train_failures: list[Failure], generator, judge, gen_config: GenerationConfig | None = None,
                     qc_config: QCConfig | None = None, seed: int = 0, iteration: int = 1,
-                    leak_guard: LeakageGuard | None = None) -> GenerationOutcome:
+                    leak_guard: LeakageGuard | None = None, form: SampleForm = FREE_FORM) -> GenerationOutcome:
     """Generate the iteration's synthetic samples under quality control.
 
     `budget.per_cluster[k]` belongs to `strategies[k]`. `generator` and `judge` are
     `pada.llm.LLMClient`s (the paper uses different models). With `leak_guard`, every generation
     prompt is checked (LeakError if a protected id/question is in it) and accepted samples that
-    overlap a protected question are moved to `leaked`.
+    overlap a protected question are moved to `leaked`. `form` is the task's `SampleForm`.
     """
     gen_config = gen_config or GenerationConfig()
     qc_config = qc_config or QCConfig()
     plans = plan_iteration(strategies, budget, train_examples, train_failures, gen_config, seed, iteration)
     runner = BatchGenerator(plans, generator, gen_config, seed,
                             leak_guard.assert_no_leak if leak_guard is not None else None,
-                            task_template(train_examples, gen_config))
+                            task_template(train_examples, gen_config), form)
     qc = run_qc_rounds(runner, [plan.qc_batch() for plan in plans], judge, qc_config)
     accepted, leaked = leak_guard.filter(qc.accepted) if leak_guard is not None else (qc.accepted, [])
     outcome = GenerationOutcome(accepted=accepted, rejected=qc.rejected, attempts=qc.attempts,

@@ -8,7 +8,8 @@ pada/llm/prompts/{generate_pattern,generate_error,rephrase,quality}.jinja2) and 
 valid JSON:
 
 - variants: the training example with every number shifted (or, without numbers, a new lead-in
-  sentence), its reply shifted the same way, so format and answer style are kept;
+  sentence), its reply shifted the same way, so format and answer style are kept; split into the
+  schema's form fields (question / options / answer_letter, or question / solution / final_answer);
 - rephrasings: the question behind a different lead-in sentence;
 - judge: relevance from whether a sample's reply ends the way the original's does ("#### n",
   "The answer is X."), utility low for a verbatim copy of the original; feedback says why.
@@ -66,15 +67,35 @@ def _variant(question: str, answer: str, index: int, salt: int) -> dict:
     return {"question": f"{lead_in} {question}", "answer": answer}
 
 
+_OPTION = re.compile(r"^\s*\(?([A-J])[.)]\s+(.*)$", re.MULTILINE)
+_LETTER = re.compile(r"answer is \(?([A-J])\b")
+
+
+def _as_form(variant: dict, schema: dict | None) -> dict:
+    """The variant in the fields of the schema's sample form (pada/tasks/forms.py)."""
+    fields = json.dumps(schema or {})
+    if "answer_letter" in fields:  # multiple choice: the question above the options, the texts, the letter
+        first = _OPTION.search(variant["question"])
+        letter = _LETTER.search(variant["answer"])
+        stem = variant["question"][:first.start()].strip() if first else variant["question"]
+        options = [text.strip() for _, text in _OPTION.findall(variant["question"])]
+        return {"question": stem, "options": options or ["yes", "no"], "answer_letter": letter.group(1) if letter else "A"}
+    if "final_answer" in fields:  # maths: the solution and the number after '####'
+        solution, _, final = variant["answer"].rpartition("####")
+        return {"question": variant["question"], "solution": solution.strip() or variant["answer"],
+                "final_answer": final.strip() or "0"}
+    return variant
+
+
 def variants_reply(messages: list[dict], schema: dict | None = None) -> str:
-    """`GeneratedVariants` for the pattern and error prompts."""
+    """`GeneratedVariants` for the pattern and error prompts, in the fields of the schema's form."""
     text = _user_text(messages)
     question = _between(text, "### User message", "### ")
     answer = (_between(text, "### Assistant reply", "### End of example")
               or _between(text, "### Correct assistant reply", "### The model's wrong reply"))
     salt = _digest(text)  # feedback in a regeneration prompt changes the variants
     n = _count(schema, "variants", text)
-    return json.dumps({"variants": [_variant(question, answer, i, salt) for i in range(n)]})
+    return json.dumps({"variants": [_as_form(_variant(question, answer, i, salt), schema) for i in range(n)]})
 
 
 def rephrasings_reply(messages: list[dict], schema: dict | None = None) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from pada.errors import DataError
 from pada import paths
 from pada.records import Example, Score
+from pada.tasks.forms import FREE_FORM, SampleForm
 
 
 class TaskError(DataError):
@@ -97,6 +98,9 @@ class Task(abc.ABC):
     # A rule for generators, added to every generation prompt: small LLMs drop per-question parts
     # (the options of a multiple-choice question) unless told; `format_problem` checks the result.
     format_hint: str = ""
+    # The fields a generator writes for a new example (pada.tasks.forms): options and the answer letter
+    # for multiple choice, a solution and a final number for maths, else a free question and answer.
+    sample_form: SampleForm = FREE_FORM
 
     def format_problem(self, prompt: str, answer: str) -> str | None:
         """Why a generated (question, answer) pair breaks this task's format, or None if it fits.

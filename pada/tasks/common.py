@@ -5,15 +5,13 @@ from __future__ import annotations
 import ast
 import os
 import random
-import re
 from collections.abc import Callable, Hashable
 
 from pada.records import Example, Score
 from pada.tasks import scoring
+from pada.tasks.forms import CHOICE_FORM, NUMBER_FORM, OPTION_LINE
 from pada.tasks.sources import Row
 
-# An option line of a multiple-choice prompt as `scoring.mc_prompt` writes it: "B. text" or "B) text".
-_OPTION_LINE = re.compile(r"^\s*\(?([A-J])[.)]\s+\S", re.MULTILINE)
 SPAN_MAX_WORDS = 30  # SQuAD answers are short spans; longer replies are explanations, not answers
 
 
@@ -60,13 +58,15 @@ def allow_unsandboxed_default() -> bool:
 class ChoiceScoring:
     """Scores multiple-choice examples whose gold holds `label` (A..) and `options` (texts)."""
 
+    sample_form = CHOICE_FORM
+
     format_hint = ("The question must list its answer options on separate lines as 'A. ...', 'B. ...', 'C. ...', "
                    "'D. ...', then say 'Answer with the letter of the correct option.'; the answer must be "
                    "'The answer is X.' where X is the letter of the correct option.")
 
     def format_problem(self, prompt: str, answer: str) -> str | None:
         """Why a (generated) question/answer pair breaks the multiple-choice format, or None."""
-        labels = _OPTION_LINE.findall(prompt)
+        labels = OPTION_LINE.findall(prompt)
         if len(labels) < 2:
             return "the question lists fewer than two lettered options"
         chosen = scoring.extract_choice(answer, len(labels))
@@ -82,6 +82,8 @@ class ChoiceScoring:
 
 class NumberScoring:
     """Scores examples whose gold holds the final `number` (as text)."""
+
+    sample_form = NUMBER_FORM
 
     format_hint = "The answer must solve the problem step by step and end with a line '#### <final number>'."
 
@@ -104,6 +106,8 @@ class SpanScoring:
         words = len(answer.split())
         if not words or words > SPAN_MAX_WORDS:
             return f"the answer is not a short span (1 to {SPAN_MAX_WORDS} words)"
+        if scoring.normalize_answer(answer) not in scoring.normalize_answer(prompt):
+            return "the answer is not a span of the question's context"
         return None
 
     def score(self, example: Example, prediction: str) -> Score:
