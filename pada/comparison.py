@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,20 +20,51 @@ class ComparisonRow:
     value: float  # test-set metric of this iteration
     tokens: int  # LLM tokens the whole run used
     cost_usd: float
+    synthetic: int  # synthetic samples in this iteration's training set
 
 
-def compare_runs(config: RunConfig, methods: list[str], runs_root=None) -> list[ComparisonRow]:
-    """Run `config` once per method (same seed and budget) and collect the test metric per iteration."""
+def compare_runs(config: RunConfig, methods: list[str], runs_root=None, reuse: bool = True) -> list[ComparisonRow]:
+    """Run `config` once per method (same seed and budget) and collect the test metric per iteration.
+
+    With `reuse`, a method whose exact config already has a run under `runs_root` is not run again:
+    a completed run is read as it is, a stopped or killed one is resumed (so an interrupted compare,
+    or a `pada run` of the same config, is picked up instead of paid for twice).
+    """
     from pada.pipeline import Pipeline, start_run
 
     rows: list[ComparisonRow] = []
     for method in methods:
         method_config = from_dict(dict(config.to_dict(), method=method), source=f"compare ({method})")
-        store = start_run(method_config, runs_root=runs_root)
-        print(f"[{method}] run {store.run_id}", flush=True)
-        Pipeline(store, method_config).run()
+        store = reusable_run(method_config, runs_root) if reuse else None
+        if store is None:
+            store = start_run(method_config, runs_root=runs_root)
+            print(f"[{method}] run {store.run_id}", flush=True)
+        else:
+            print(f"[{method}] reusing run {store.run_id} ({store.state().status})", flush=True)
+        if store.state().status != "completed":
+            pipeline = Pipeline(store, method_config)
+            pipeline.approve_pending_review()
+            pipeline.run()
         rows += rows_for_run(store, method)
     return rows
+
+
+def _canonical(config: dict) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def reusable_run(config: RunConfig, runs_root=None) -> RunStore | None:
+    """The newest run with exactly `config`: a completed one first, else one that can be resumed
+    (stopped, failed, killed, awaiting review); None when there is none or it is running now."""
+    from pada.runs import effective_status
+    from pada.store import list_runs
+
+    wanted = _canonical(config.to_dict())
+    same = [run for run in list_runs(runs_root) if run.config and _canonical(run.config) == wanted]
+    for run in sorted(same, key=lambda run: run.status != "completed"):  # stable: newest first within each
+        if effective_status(run.status, run.pid) != "running":
+            return RunStore.open(run.path)
+    return None
 
 
 def rows_for_run(store: RunStore, method: str) -> list[ComparisonRow]:
@@ -40,8 +72,10 @@ def rows_for_run(store: RunStore, method: str) -> list[ComparisonRow]:
 
     metric = headline_metric(store.config(), {row.name for row in store.metrics()})
     usage = usage_totals(store)
+    first = len(store.training_set(1))
     return [ComparisonRow(method, store.run_id, row.iteration, metric, row.value, int(usage["tokens"]),
-                          usage["cost_usd"]) for row in store.metrics(split="test", name=metric)]
+                          usage["cost_usd"], len(store.training_set(row.iteration)) - first)
+            for row in store.metrics(split="test", name=metric)]
 
 
 def write_comparison(rows: list[ComparisonRow], out_dir: str | Path) -> tuple[Path, Path]:
@@ -62,7 +96,7 @@ def markdown_table(rows: list[ComparisonRow]) -> str:
     iterations = sorted({row.iteration for row in rows})
     methods = list(dict.fromkeys(row.method for row in rows))
     metric = rows[0].metric if rows else "metric"
-    header = ["method", *[f"it {i}" for i in iterations], "best", "LLM tokens", "cost $"]
+    header = ["method", *[f"it {i}" for i in iterations], "best", "synthetic samples", "LLM tokens", "cost $"]
     lines = [f"Test {metric} (%) per method and iteration", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:
@@ -70,8 +104,10 @@ def markdown_table(rows: list[ComparisonRow]) -> str:
         cells = [f"{100 * mine[i].value:.1f}" if i in mine else "" for i in iterations]
         best = max((row.value for row in mine.values()), default=None)
         any_row = next(iter(mine.values()))
+        last = mine[max(mine)]
         lines.append("| " + " | ".join([method, *cells, f"{100 * best:.1f}" if best is not None else "",
-                                         str(any_row.tokens), f"{any_row.cost_usd:.4f}"]) + " |")
+                                         str(last.synthetic), str(any_row.tokens), f"{any_row.cost_usd:.4f}"]) + " |")
     lines.append("")
-    lines.append("Vanilla fine-tuning never changes its training set, so it runs one iteration.")
+    lines.append("synthetic samples: accepted synthetic samples in the last iteration's training set. "
+                 "Vanilla fine-tuning never changes its training set, so it runs one iteration.")
     return "\n".join(lines) + "\n"
