@@ -78,10 +78,7 @@ def members(points, selected_ids: list[str], clusters: list[str]) -> None:
 
 
 def main() -> None:
-    common.require_frame()
-    st.title("Clusters")
-    store = common.require_run()
-    common.status_line(store)
+    store = common.run_page("Clusters")
     iterations = [it for it in common.q(store, "analysed_iterations") if common.q(store, "clustering", it)]
     if not iterations:
         common.not_yet(store, "clusters of analysed failures")

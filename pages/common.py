@@ -192,6 +192,18 @@ def require_run() -> RunStore:
     return store
 
 
+def run_page(title: str, continue_key: str | None = None) -> RunStore:
+    """The top of every page about one run: frame, title, the selected run (the page stops without
+    one) and its status line; review pages also get the continue button (`continue_key`)."""
+    require_frame()
+    st.title(title)
+    store = require_run()
+    status_line(store)
+    if continue_key:
+        continue_button(store, key=continue_key)
+    return store
+
+
 def author() -> str:
     return (st.session_state.get(AUTHOR_KEY) or DEFAULT_AUTHOR).strip() or DEFAULT_AUTHOR
 

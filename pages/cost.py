@@ -54,10 +54,7 @@ def charts(frame) -> None:
 
 
 def main() -> None:
-    common.require_frame()
-    st.title("Cost")
-    store = common.require_run()
-    common.status_line(store)
+    store = common.run_page("Cost")
     frame = common.q(store, "usage_frame", ("stage", "model"))
     if frame.empty:
         common.not_yet(store, "LLM calls")

@@ -63,10 +63,7 @@ def detail(rows) -> None:
 
 
 def main() -> None:
-    common.require_frame()
-    st.title("Errors")
-    store = common.require_run()
-    common.status_line(store)
+    store = common.run_page("Errors")
     iterations = common.q(store, "analysed_iterations")
     if not iterations:
         common.not_yet(store, "evaluated failures")

@@ -134,11 +134,7 @@ def summary(store, iteration: int) -> None:
 
 
 def main() -> None:
-    common.require_frame()
-    st.title("Synthetic review")
-    store = common.require_run()
-    common.status_line(store)
-    common.continue_button(store, key="continue-samples")
+    store = common.run_page("Synthetic review", continue_key="continue-samples")
     iterations = common.q(store, "sample_iterations")
     if not iterations:
         common.not_yet(store, "synthetic samples")

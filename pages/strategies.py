@@ -67,11 +67,7 @@ def history_block(store, iteration: int, cluster_id: int, history) -> None:
 
 
 def main() -> None:
-    common.require_frame()
-    st.title("Patterns & strategies")
-    store = common.require_run()
-    common.status_line(store)
-    common.continue_button(store, key="continue-strategies")
+    store = common.run_page("Patterns & strategies", continue_key="continue-strategies")
     iterations = common.q(store, "strategy_iterations")
     if not iterations:
         common.not_yet(store, "error patterns or strategies")

@@ -14,7 +14,28 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+import uuid  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture
+def stand_in():
+    """The scripted LLM stand-in (pada/llm/scripted.py; canned replies, not a model) answering generation
+    and quality-control requests; `.received` holds every request it was sent."""
+    from pada.agents.scripted_generation import generation_script
+    from pada.llm import scripted
+
+    stand_in = scripted.register()
+    stand_in.set_script(generation_script())
+    return stand_in
+
+
+def scripted_client(name: str, **settings):
+    """An LLMClient on the stand-in under a fresh model name (so no earlier reply is in its cache)."""
+    from pada.llm import LLMClient, LLMConfig
+
+    return LLMClient(LLMConfig(model=f"scripted/{name}-{uuid.uuid4().hex[:6]}", backoff_base_s=0.001, **settings))
 
 
 @pytest.fixture(scope="session")

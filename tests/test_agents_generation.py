@@ -1,11 +1,11 @@
 """Generation branches and the budget, driven through the real LLMClient with the scripted stand-in."""
 
 import json
-import uuid
 
 import pytest
 from pydantic import ValidationError
 
+from conftest import scripted_client as client
 from pada.agents.budget import BudgetConfig, error_quotas, plan_budget, split_evenly
 from pada.agents.generation import (
     GenerationConfig,
@@ -21,7 +21,6 @@ from pada.agents.generation import (
 from pada.agents.leakage import LeakageGuard, LeakError
 from pada.agents.quality import QCConfig
 from pada.agents.scripted_generation import generation_script
-from pada.llm import LLMClient, LLMConfig, scripted
 from pada.records import Example, Failure, Strategy
 
 # ---------------------------------------------------------------------------
@@ -65,17 +64,6 @@ STRATEGIES = [
 def failure_for(example: Example, prediction: str = "Mia has 5 pencils.\n#### 5") -> Failure:
     return Failure(id=example.id, split="train", input=example.prompt, ground_truth=example.answer,
                    prediction=prediction)
-
-
-@pytest.fixture
-def stand_in():
-    stand_in = scripted.register()
-    stand_in.set_script(generation_script())
-    return stand_in
-
-
-def client(name: str, **settings) -> LLMClient:
-    return LLMClient(LLMConfig(model=f"scripted/{name}-{uuid.uuid4().hex[:6]}", backoff_base_s=0.001, **settings))
 
 
 def generation_requests(stand_in):

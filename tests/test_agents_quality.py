@@ -1,10 +1,10 @@
 """The quality-control loop: judge scores, regeneration with feedback, acceptance, failures."""
 
 import json
-import uuid
 
 import pytest
 
+from conftest import scripted_client as client
 from pada.agents.budget import plan_budget
 from pada.agents.generation import GenerationConfig, generate_and_qc
 from pada.agents.quality import (
@@ -16,7 +16,6 @@ from pada.agents.quality import (
     run_qc_rounds,
 )
 from pada.agents.scripted_generation import generation_script
-from pada.llm import LLMClient, LLMConfig, scripted
 from pada.records import Example, QCResult, Strategy, SyntheticSample
 
 ORIGINAL = Example(id="gsm8k-train-0", task="gsm8k", source_split="train",
@@ -39,17 +38,6 @@ def judge_reply(scores: list[tuple[int, int, int]], note: str, with_strategy: bo
 
 LOW = judge_reply([(4, 5, 5), (5, 4, 6)], "too close to the original, sample")
 HIGH = judge_reply([(8, 9, 9), (9, 8, 8)], "good, sample")
-
-
-@pytest.fixture
-def stand_in():
-    stand_in = scripted.register()
-    stand_in.set_script(generation_script())
-    return stand_in
-
-
-def client(name: str, **settings) -> LLMClient:
-    return LLMClient(LLMConfig(model=f"scripted/{name}-{uuid.uuid4().hex[:6]}", backoff_base_s=0.001, **settings))
 
 
 def judge_requests(stand_in):

@@ -6,8 +6,6 @@ canned replies, so everything between the pipeline and the HTTP wire is the real
 
 from __future__ import annotations
 
-import pytest
-
 from conftest import tiny_run_config
 from test_llm_http import StubServer, chat_reply
 

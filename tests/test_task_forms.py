@@ -4,11 +4,11 @@ Driven on real ARC-Challenge / GSM8K training examples through the real LLMClien
 generation stand-in (pada/agents/scripted_generation.py, canned replies, not a model)."""
 
 import json
-import uuid
 
 import pytest
 from pydantic import ValidationError
 
+from conftest import scripted_client
 from pada.agents.generation import (
     GenerationConfig,
     generate_error_samples,
@@ -16,25 +16,12 @@ from pada.agents.generation import (
     generate_rephrase_samples,
     variants_schema,
 )
-from pada.agents.scripted_generation import generation_script
-from pada.llm import LLMClient, LLMConfig, scripted
 from pada.records import Failure, Strategy
 from pada.tasks import get_task
 from pada.tasks.forms import CHOICE_FORM, FREE_FORM, NUMBER_FORM, ChoiceItem, NumberItem, choice_stem
 
 STRATEGY = Strategy(cluster_id=0, category_name="misread question", strategy_name="Careful reading",
                     generation_approach="Questions whose key word is easy to overlook")
-
-
-@pytest.fixture
-def stand_in():
-    stand_in = scripted.register()
-    stand_in.set_script(generation_script())
-    return stand_in
-
-
-def client() -> LLMClient:
-    return LLMClient(LLMConfig(model=f"scripted/forms-{uuid.uuid4().hex[:6]}", backoff_base_s=0.001))
 
 
 def train(task: str, n: int = 6):
@@ -98,11 +85,11 @@ def test_tasks_pick_their_forms():
 @pytest.mark.parametrize("task", ["arc_challenge", "hellaswag", "gsm8k"])
 def test_structured_generation_keeps_the_task_format(stand_in, task):
     examples, form = train(task), get_task(task).sample_form
-    samples = generate_pattern_samples([STRATEGY], [4], examples, client(), GenerationConfig(batch_size=2),
+    samples = generate_pattern_samples([STRATEGY], [4], examples, scripted_client("forms"), GenerationConfig(batch_size=2),
                                        form=form)
     failures = [Failure(id=examples[0].id, split="train", input=examples[0].prompt,
                         ground_truth=examples[0].answer, prediction="I do not know.")]
-    samples += generate_error_samples(failures, 2, examples, client(), GenerationConfig(batch_size=2), form=form)
+    samples += generate_error_samples(failures, 2, examples, scripted_client("forms"), GenerationConfig(batch_size=2), form=form)
     assert len(samples) == 6
     assert all(get_task(task).format_problem(s.question, s.messages[1]["content"]) is None for s in samples)
     sent = [r for r in stand_in.received if r["schema_name"] == "GeneratedVariants"]
@@ -112,7 +99,7 @@ def test_structured_generation_keeps_the_task_format(stand_in, task):
 
 
 def test_structured_off_asks_for_a_free_question_and_answer(stand_in):
-    generate_pattern_samples([STRATEGY], [2], train("arc_challenge"), client(),
+    generate_pattern_samples([STRATEGY], [2], train("arc_challenge"), scripted_client("forms"),
                              GenerationConfig(batch_size=2, structured=False), form=CHOICE_FORM)
     sent = [r for r in stand_in.received if r["schema_name"] == "GeneratedVariants"]
     assert sent and "answer_letter" not in json.dumps(sent[0]["schema"])
@@ -120,7 +107,7 @@ def test_structured_off_asks_for_a_free_question_and_answer(stand_in):
 
 def test_multiple_choice_rephrasing_rewrites_the_question_and_keeps_the_options(stand_in):
     examples = train("arc_challenge")
-    samples = generate_rephrase_samples(examples, 4, client(), GenerationConfig(batch_size=2), form=CHOICE_FORM)
+    samples = generate_rephrase_samples(examples, 4, scripted_client("forms"), GenerationConfig(batch_size=2), form=CHOICE_FORM)
     by_id = {ex.id: ex for ex in examples}
     for sample in samples:
         original = by_id[sample.based_on_example]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from pada.agents.error_analysis import failure_view
-from pada.llm import JSONRequest, LLMClient, StructuredResult
+from pada.llm import JSONRequest, LLMClient
 from pada.llm.prompts import render
 from pada.records import ClusteringResult, ErrorAnalysis, Failure, Message, Pattern
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from pada.agents.patterns import FAILED_MARK as PATTERN_FAILED_MARK
 from pada.agents.patterns import unique_names
-from pada.llm import JSONRequest, LLMClient, StructuredResult
+from pada.llm import JSONRequest, LLMClient
 from pada.llm.prompts import render
 from pada.records import Message, Pattern, Strategy
 
