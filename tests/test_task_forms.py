@@ -72,6 +72,7 @@ def test_choice_stem_round_trips_every_arc_and_hellaswag_prompt():
         for example in train(task, 20):
             stem, put_back = choice_stem(example.prompt)
             assert put_back(stem) == example.prompt
+            assert put_back(f"{stem}\nA. an option the rewriter wrote") == example.prompt
             assert "\nA. " not in stem and stem
 
 

@@ -92,7 +92,12 @@ def choice_stem(prompt: str) -> tuple[str, Callable[[str], str]]:
     if first is None:
         return prompt, lambda text: text
     options_block = prompt[first.start():].strip("\n")
-    return prompt[:first.start()].strip(), lambda text: f"{text.strip()}\n\n{options_block}"
+
+    def put_back(text: str) -> str:
+        written = OPTION_LINE.search(text)  # options the rewriter wrote anyway: the original ones stand
+        return f"{text[:written.start()].strip() if written else text.strip()}\n\n{options_block}"
+
+    return prompt[:first.start()].strip(), put_back
 
 
 def _number_turns(item: NumberItem) -> tuple[str, str]:
