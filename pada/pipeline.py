@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -61,6 +62,7 @@ class Pipeline:
         self._task = None
         self._splits = None
         self._llms: dict[str, Any] = {}
+        self._llm_stage: LLMStageProgress | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -92,6 +94,8 @@ class Pipeline:
 
     def _record_call(self, call: LLMCall) -> None:
         self.store.record_llm_call(self.iteration, call)
+        if self._llm_stage is not None:
+            self._llm_stage.count(call)
 
     @property
     def n_iterations(self) -> int:
@@ -155,7 +159,12 @@ class Pipeline:
             return
         self.store.set_current(i, name)
         self.store.log_event("info", f"{name} started", iteration=i, stage=name)
-        write = fn(i)
+        self._llm_stage = LLMStageProgress(self.store, i, name)
+        try:
+            write = fn(i)
+        finally:
+            self._llm_stage.close()
+            self._llm_stage = None
         self.store.complete_stage(i, name, signature(name, self.config.to_dict()), write)
         self.store.log_event("info", f"{name} done", iteration=i, stage=name)
 
@@ -334,6 +343,31 @@ class Pipeline:
         leaked = sorted(set(ids) & protected)
         if leaked:
             raise RuntimeError(f"validation/test examples in the training set: {leaked[:5]}")
+
+
+class LLMStageProgress:
+    """Progress of a stage made of LLM calls (analysis, patterns, strategies, generation and QC): the
+    number of calls so far, in a terminal tqdm bar and in the store (total unknown: QC regenerates)."""
+
+    def __init__(self, store: RunStore, iteration: int, stage: str):
+        self.store, self.iteration, self.stage = store, iteration, stage
+        self.calls = 0
+        self.bar = None
+        self.lock = threading.Lock()  # the generator's and the judge's clients call back from their threads
+
+    def count(self, call: LLMCall) -> None:
+        with self.lock:
+            if self.bar is None:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(desc=f"{self.stage} (iteration {self.iteration})", unit=" LLM calls")
+            self.calls += 1
+            self.bar.update(1)
+            self.store.set_progress(self.iteration, self.stage, self.calls, None)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def start_run(config: RunConfig, runs_root=None, run_id: str | None = None) -> RunStore:

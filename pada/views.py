@@ -74,7 +74,7 @@ def progress_text(progress: tuple[int, int | None] | None) -> str:
     if progress is None:
         return ""
     done, total = progress
-    return f"{done}/{total}" if total else str(done)
+    return f"{done}/{total}" if total else f"{done} LLM calls"  # LLM stages: the total is open
 
 
 def latest_metrics(store: RunStore, metric: str) -> dict[str, float]:

@@ -58,6 +58,11 @@ def test_two_iterations_write_every_stage(pipeline_run):
         assert samples and all(s.qc is not None for s in samples)
         assert {s.sample.branch for s in samples} <= {"pattern", "error"}
         assert store.llm_usage(group_by=("stage",))
+        # LLM stages report their calls as progress (no total: QC may regenerate)
+        progress = {row.stage: (row.done, row.total) for row in store.progress(1)}
+        calls = sum(row["calls"] for row in store.llm_usage(iteration=1))
+        assert sum(progress[stage][0] for stage in ("analyse", "patterns", "strategies", "generate")) == calls
+        assert progress["generate"][0] > 0 and progress["generate"][1] is None
 
 
 def test_training_set_grows_by_the_accepted_samples(pipeline_run):

@@ -33,7 +33,8 @@ def run(args) -> int:
         print(f"status    {info.status}" + (f"  error: {info.error}" if info.error else ""))
         where = f"iteration {info.iteration}, stage {info.stage}"
         if info.progress:
-            where += f" ({info.progress['done']}/{info.progress['total']})"
+            done, total = info.progress["done"], info.progress["total"]
+            where += f" ({done}/{total})" if total else f" ({done} LLM calls)"
         print(f"at        {where}")
         for split, values in info.metrics.items():
             print(f"{split:<9} " + "  ".join(f"it{it}={value:.3f}" for it, value in values.items()))
