@@ -281,7 +281,7 @@ class Pipeline:
                                   self.llm("judge"), gen_config, qc_config,
                                   seed=self.config.seed, iteration=i, leak_guard=self.leak_guard,
                                   form=self.task.sample_form)
-        unfit = unfit_samples(self.task, self.splits.train, outcome.accepted)
+        unfit = unfit_samples(self.task, self.splits.train, outcome.accepted, self.config.qc.max_similarity)
         counts = dict(outcome.produced_counts, budget={"total": budget.total, "error": budget.error,
                                                        "rephrase": budget.rephrase,
                                                        "per_cluster": budget.per_cluster},
@@ -375,21 +375,37 @@ def start_run(config: RunConfig, runs_root=None, run_id: str | None = None) -> R
     return RunStore.create(config.to_dict(), runs_root=runs_root, run_id=run_id)
 
 
-def unfit_samples(task, train_examples, samples) -> dict[str, list[str]]:
+def unfit_samples(task, train_examples, samples, max_similarity: float = 1.0) -> dict[str, list[str]]:
     """Accepted sample ids a weak judge may pass but training must not get, by reason: the
-    question/answer break the task's format, or the question repeats a training question or an
-    earlier sample (small generators often return the example, or one variant several times)."""
+    question/answer break the task's format, the question repeats a training question or an earlier
+    sample, or (pattern and error samples) is a near copy of one: the same numbers and more than
+    `max_similarity` of the same words (small generators often return the example with a word changed,
+    or one variant several times; a maths problem with new numbers is a new problem)."""
     from pada.agents.leakage import normalise_tokens
 
-    seen = {" ".join(normalise_tokens(ex.prompt)) for ex in train_examples}
+    def fingerprint(text: str) -> tuple[str, tuple[str, ...], frozenset[str]]:
+        tokens = normalise_tokens(text)
+        return " ".join(tokens), tuple(sorted(t for t in tokens if t.isdigit())), frozenset(tokens)
+
+    seen = [fingerprint(ex.prompt) for ex in train_examples]
+    exact = {text for text, _, _ in seen}
     by_reason: dict[str, list[str]] = {}
     for sample in samples:
         answer = next((m["content"] for m in sample.messages if m["role"] == "assistant"), "")
+        text, numbers, words = mine = fingerprint(sample.question)
         reason = task.format_problem(sample.question, answer)
-        words = " ".join(normalise_tokens(sample.question))
-        if not reason and words in seen:
+        if not reason and text in exact:
             reason = "the question repeats a training question or another sample"
-        seen.add(words)
+        elif not reason and sample.branch != "rephrase" and max_similarity < 1.0 and any(
+                numbers == other_numbers and jaccard(words, other_words) > max_similarity
+                for _, other_numbers, other_words in seen):
+            reason = "the question is a near copy of a training question or another sample"
+        exact.add(text)
+        seen.append(mine)
         if reason:
             by_reason.setdefault(reason, []).append(sample.sample_id)
     return by_reason
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0

@@ -131,9 +131,36 @@ def test_unfit_samples_drops_broken_formats_and_repeats():
                                messages=[{"role": "user", "content": question},
                                          {"role": "assistant", "content": answer}])
 
-    new, _ = CHOICE_FORM.turns(ChoiceItem(question="Which is a metal?", options=["iron", "wood"], answer_letter="A"))
+    new, _ = CHOICE_FORM.turns(ChoiceItem(question="Which of these is a metal?", options=["iron", "wood", "glass"],
+                                          answer_letter="A"))
+    near = examples[1].prompt.replace("\n\nA. ", " here\n\nA. ", 1)  # one word added to a training question
     samples = [sample("ok", new), sample("again", new.replace("metal?", "metal ?")),
-               sample("copy", examples[0].prompt, examples[0].answer), sample("no-options", "Which is a metal?")]
-    unfit = unfit_samples(arc, examples, samples)
-    assert unfit == {"the question repeats a training question or another sample": ["again", "copy"],
-                     "the question lists fewer than two lettered options": ["no-options"]}
+               sample("copy", examples[0].prompt, examples[0].answer), sample("no-options", "Which is a metal?"),
+               sample("near", near)]
+    assert unfit_samples(arc, examples, samples, max_similarity=0.9) == {
+        "the question repeats a training question or another sample": ["again", "copy"],
+        "the question lists fewer than two lettered options": ["no-options"],
+        "the question is a near copy of a training question or another sample": ["near"]}
+    assert "near" not in str(unfit_samples(arc, examples, samples, max_similarity=1.0))
+    rephrased = sample("reph", near).model_copy(update={"branch": "rephrase"})  # rephrasings may stay close
+    assert unfit_samples(arc, examples, [rephrased], max_similarity=0.9) == {}
+
+
+def test_a_maths_problem_with_new_numbers_is_not_a_near_copy():
+    from pada.pipeline import unfit_samples
+    from pada.records import SyntheticSample
+
+    gsm8k, examples = get_task("gsm8k"), train("gsm8k")
+    original = examples[0]
+    numbers = sorted({n for n in original.prompt.split() if n.isdigit()}, key=len, reverse=True)
+    assert numbers, "the first training problem has a number to change"
+    changed = original.prompt.replace(numbers[0], str(int(numbers[0]) + 7))
+
+    def make(sample_id, question):
+        return SyntheticSample(sample_id=sample_id, branch="pattern", based_on_example=original.id,
+                               messages=[{"role": "user", "content": question},
+                                         {"role": "assistant", "content": "So 3 + 4 = 7.\n#### 7"}])
+
+    unfit = unfit_samples(gsm8k, examples, [make("new-numbers", changed), make("same", original.prompt + " Now.")],
+                          max_similarity=0.9)
+    assert unfit == {"the question is a near copy of a training question or another sample": ["same"]}

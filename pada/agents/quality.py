@@ -51,10 +51,13 @@ class QCConfig:
     temperature: float = field(default=0.0, metadata={"help": "Paper: temperature 0 for every call except generation."})
     qc_disabled: bool = field(default=False, metadata={"help": "Ablation 'without quality control': accept every sample without calling the judge (still recorded)."})
     max_field_chars: int = field(default=1500, metadata={"help": "Questions and answers shown to the judge are cut to this many characters so a batch fits a small model's window."})
+    max_similarity: float = field(default=0.9, metadata={"help": "After QC, a pattern or error sample whose question shares more than this fraction of its words (Jaccard) with a training question or an earlier sample is dropped as a near copy (small generators often return the example); rephrasings only need to differ. 1.0: drop exact repeats only."})
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.threshold <= 10.0:
             raise ValueError(f"threshold must be within [1, 10] (scores are 1-10), got {self.threshold}")
+        if not 0.0 < self.max_similarity <= 1.0:
+            raise ValueError(f"max_similarity must be within (0, 1], got {self.max_similarity}")
         if self.max_regenerations < 0:
             raise ValueError(f"max_regenerations must be >= 0, got {self.max_regenerations}")
 
