@@ -40,10 +40,11 @@ def test_choice_item_becomes_the_tasks_own_layout():
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"options": ["a", "b"], "answer_letter": "C"}, "only 2 options"),
+    ({"options": ["iron", "wood"], "answer_letter": "C"}, "only 2 options"),
     ({"options": ["same", "Same ", "other"], "answer_letter": "A"}, "distinct"),
     ({"options": ["only one"], "answer_letter": "A"}, "at least 2"),
-    ({"options": ["a", "b"], "answer_letter": "b"}, "literal_error"),
+    ({"options": ["iron", "wood"], "answer_letter": "b"}, "literal_error"),
+    ({"options": ["A", "B.", "(C)"], "answer_letter": "A"}, "not their letters"),
 ])
 def test_choice_item_refuses_a_letter_without_an_option(fields, message):
     with pytest.raises(ValidationError, match=message):

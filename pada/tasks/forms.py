@@ -50,9 +50,11 @@ class ChoiceItem(BaseModel):
     def letter_names_an_option(self) -> "ChoiceItem":
         if LETTERS.index(self.answer_letter) >= len(self.options):
             raise ValueError(f"answer_letter {self.answer_letter} but only {len(self.options)} options")
-        texts = [" ".join(option.lower().split()) for option in self.options]
+        texts = [" ".join(option.lower().split()).strip(" .)(") for option in self.options]
         if any(not text for text in texts) or len(set(texts)) < len(texts):
             raise ValueError("options must be distinct and non-empty")
+        if any(len(text) == 1 and text.upper() in LETTERS for text in texts):
+            raise ValueError("options must be the answers' texts, not their letters")
         return self
 
 
