@@ -67,7 +67,7 @@ def _variant(question: str, answer: str, index: int, salt: int) -> dict:
     return {"question": f"{lead_in} {question}", "answer": answer}
 
 
-_OPTION = re.compile(r"^\s*\(?([A-J])[.)]\s+(.*)$", re.MULTILINE)
+_OPTION = re.compile(r"^\s*\(?([A-J])[.)]\s+(.*)$", re.MULTILINE)  # forms.OPTION_LINE, capturing the text
 _LETTER = re.compile(r"answer is \(?([A-J])\b")
 
 
@@ -75,9 +75,10 @@ def _as_form(variant: dict, schema: dict | None) -> dict:
     """The variant in the fields of the schema's sample form (pada/tasks/forms.py)."""
     fields = json.dumps(schema or {})
     if "answer_letter" in fields:  # multiple choice: the question above the options, the texts, the letter
-        first = _OPTION.search(variant["question"])
+        from pada.tasks.forms import choice_stem
+
         letter = _LETTER.search(variant["answer"])
-        stem = variant["question"][:first.start()].strip() if first else variant["question"]
+        stem, _ = choice_stem(variant["question"])
         options = [text.strip() for _, text in _OPTION.findall(variant["question"])]
         return {"question": stem, "options": options or ["yes", "no"], "answer_letter": letter.group(1) if letter else "A"}
     if "final_answer" in fields:  # maths: the solution and the number after '####'
