@@ -267,6 +267,7 @@ class Pipeline:
     def generate(self, i: int):
         from pada.agents.budget import plan_budget
         from pada.agents.generation import generate_and_qc
+        from pada.agents.quality import unfit_samples
         from pada.tasks.forms import FREE_FORM
 
         strategies = [self._redacted(s) for s in self.store.current_strategies(i)] if self.uses_patterns else []
@@ -373,39 +374,3 @@ class LLMStageProgress:
 def start_run(config: RunConfig, runs_root=None, run_id: str | None = None) -> RunStore:
     """Create a run directory for `config` (the loop is started separately with `Pipeline(store).run()`)."""
     return RunStore.create(config.to_dict(), runs_root=runs_root, run_id=run_id)
-
-
-def unfit_samples(task, train_examples, samples, max_similarity: float = 1.0) -> dict[str, list[str]]:
-    """Accepted sample ids a weak judge may pass but training must not get, by reason: the
-    question/answer break the task's format, the question repeats a training question or an earlier
-    sample, or (pattern and error samples) is a near copy of one: the same numbers and more than
-    `max_similarity` of the same words (small generators often return the example with a word changed,
-    or one variant several times; a maths problem with new numbers is a new problem)."""
-    from pada.agents.leakage import normalise_tokens
-
-    def fingerprint(text: str) -> tuple[str, tuple[str, ...], frozenset[str]]:
-        tokens = normalise_tokens(text)
-        return " ".join(tokens), tuple(sorted(t for t in tokens if t.isdigit())), frozenset(tokens)
-
-    seen = [fingerprint(ex.prompt) for ex in train_examples]
-    exact = {text for text, _, _ in seen}
-    by_reason: dict[str, list[str]] = {}
-    for sample in samples:
-        answer = next((m["content"] for m in sample.messages if m["role"] == "assistant"), "")
-        text, numbers, words = mine = fingerprint(sample.question)
-        reason = task.format_problem(sample.question, answer)
-        if not reason and text in exact:
-            reason = "the question repeats a training question or another sample"
-        elif not reason and sample.branch != "rephrase" and max_similarity < 1.0 and any(
-                numbers == other_numbers and jaccard(words, other_words) > max_similarity
-                for _, other_numbers, other_words in seen):
-            reason = "the question is a near copy of a training question or another sample"
-        exact.add(text)
-        seen.append(mine)
-        if reason:
-            by_reason.setdefault(reason, []).append(sample.sample_id)
-    return by_reason
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0

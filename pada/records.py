@@ -143,6 +143,10 @@ class SyntheticSample(BaseModel):
     def question(self) -> str:
         return next((m["content"] for m in self.messages if m["role"] == "user"), "")
 
+    @property
+    def answer(self) -> str:
+        return next((m["content"] for m in self.messages if m["role"] == "assistant"), "")
+
 
 class QCResult(BaseModel):
     sample_id: str

@@ -303,12 +303,11 @@ def sample_strategies(store: RunStore, iteration: int | None) -> list[str]:
 
 def sample_record(stored: StoredSample) -> dict[str, Any]:
     sample, qc = stored.sample, stored.qc
-    assistant = next((m["content"] for m in sample.messages if m["role"] == "assistant"), "")
     return {
         "sample_id": sample.sample_id, "iteration": stored.iteration, "status": stored.status,
         "score": stored.score, "branch": sample.branch, "strategy": sample.based_on_strategy,
         "based_on": sample.based_on_example, "attempts": stored.n_attempts,
-        "question": shorten(sample.question, 200), "answer": shorten(assistant, 120),
+        "question": shorten(sample.question, 200), "answer": shorten(sample.answer, 120),
         "feedback": shorten(qc.feedback if qc else "", 200), "reviewed_by": stored.status_author,
     }
 

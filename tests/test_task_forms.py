@@ -122,7 +122,7 @@ def test_multiple_choice_rephrasing_rewrites_the_question_and_keeps_the_options(
 
 
 def test_unfit_samples_drops_broken_formats_and_repeats():
-    from pada.pipeline import unfit_samples
+    from pada.agents.quality import unfit_samples
     from pada.records import SyntheticSample
 
     arc, examples = get_task("arc_challenge"), train("arc_challenge")
@@ -148,7 +148,7 @@ def test_unfit_samples_drops_broken_formats_and_repeats():
 
 
 def test_a_maths_problem_with_new_numbers_is_not_a_near_copy():
-    from pada.pipeline import unfit_samples
+    from pada.agents.quality import unfit_samples
     from pada.records import SyntheticSample
 
     gsm8k, examples = get_task("gsm8k"), train("gsm8k")

@@ -21,6 +21,9 @@ Here:
   >= threshold are accepted; the others are rejected. Every attempt and every
   score is returned, nothing is thrown away.
 
+After the judge, `unfit_samples` names the accepted samples training must not
+get anyway: format breakers, repeats and near copies (a weak judge passes them).
+
 `QCResult.passed` means "this sample's own average reached the threshold"; a
 sample with passed=True in a superseded attempt was still discarded because
 its batch was regenerated. `QCOutcome.accepted` is the authority.
@@ -138,13 +141,9 @@ def judge_messages(batch: QCBatch, samples: list[SyntheticSample], max_chars: in
     """The judge's chat messages for one batch (also the UI's prompt preview)."""
     from pada.llm.prompts import render
 
-    shown = [{"question": truncate(s.question, max_chars), "answer": truncate(_answer(s), max_chars)}
+    shown = [{"question": truncate(s.question, max_chars), "answer": truncate(s.answer, max_chars)}
              for s in samples]
     return render(PROMPT, original=batch.original, strategy=batch.strategy, samples=shown)
-
-
-def _answer(sample: SyntheticSample) -> str:
-    return next((m["content"] for m in sample.messages if m["role"] == "assistant"), "")
 
 
 def usable_judgements(result, with_strategy: bool) -> list[BaseModel]:
@@ -312,3 +311,50 @@ def run_qc_loop(generate_batch: BatchGenerator, batch: QCBatch, judge, config: Q
         return [generate_batch(feedback, attempt) for _, feedback in requests]
 
     return run_qc_rounds(generate, [batch], judge, config)
+
+
+# ---------------------------------------------------------------------------
+# Checks after the judge
+
+
+def unfit_samples(task, train_examples: list[Example], samples: list[SyntheticSample],
+                  max_similarity: float = 1.0) -> dict[str, list[str]]:
+    """Accepted sample ids a weak judge may pass but training must not get, by reason: the
+    question/answer break the task's format (`task.format_problem`), the question repeats a training
+    question or an earlier sample, or (pattern and error samples) is a near copy of one: the same
+    numbers and more than `max_similarity` of the same words (small generators often return the
+    example with a word changed, or one variant several times; a maths problem with new numbers is a
+    new problem)."""
+    from pada.agents.leakage import normalise_tokens
+
+    exact: set[str] = set()
+    words_by_numbers: dict[tuple[str, ...], list[frozenset[str]]] = {}  # near copies share their numbers
+
+    def remember(tokens: list[str]) -> None:
+        exact.add(" ".join(tokens))
+        words_by_numbers.setdefault(numbers_of(tokens), []).append(frozenset(tokens))
+
+    for example in train_examples:
+        remember(normalise_tokens(example.prompt))
+    by_reason: dict[str, list[str]] = {}
+    for sample in samples:
+        tokens = normalise_tokens(sample.question)
+        words = frozenset(tokens)
+        reason = task.format_problem(sample.question, sample.answer)
+        if not reason and " ".join(tokens) in exact:
+            reason = "the question repeats a training question or another sample"
+        elif not reason and sample.branch != "rephrase" and max_similarity < 1.0 and any(
+                jaccard(words, other) > max_similarity for other in words_by_numbers.get(numbers_of(tokens), [])):
+            reason = "the question is a near copy of a training question or another sample"
+        remember(tokens)
+        if reason:
+            by_reason.setdefault(reason, []).append(sample.sample_id)
+    return by_reason
+
+
+def numbers_of(tokens: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(token for token in tokens if token.isdigit()))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
