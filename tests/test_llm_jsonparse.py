@@ -1,9 +1,11 @@
 """Reply parsing and validation: the cheap fixes, json_repair as last resort, the bare-list wrap."""
 
-import pytest
-from pydantic import BaseModel
+from typing import Annotated
 
-from pada.llm.jsonparse import ReplyError, parse_and_validate, parse_json, validate
+import pytest
+from pydantic import BaseModel, StringConstraints
+
+from pada.llm.jsonparse import ReplyError, parse_and_validate, parse_json, salvage_items, validate
 
 
 class Item(BaseModel):
@@ -65,3 +67,19 @@ def test_validation_error_names_the_field():
         parse_and_validate('{"items": [{"sample_idx": "zero", "error_cause": "x"}]}', Analysis)
     assert "items.0.sample_idx" in str(err.value)
     assert str(err.value).startswith("validation:")
+
+
+
+class Entry(BaseModel):
+    n: int
+
+
+def test_salvage_items_keeps_the_entries_that_validate_on_their_own():
+    raw = '```json\n{"items": [{"n": 1}, {"n": "two"}, {"m": 3}, {"n": 4},]}\n```'
+    assert [item.n for item in salvage_items(raw, "items", Entry)] == [1, 4]
+    assert [item.n for item in salvage_items('{"n": 7}', "items", Entry)] == [7]  # one object: a list of one
+    assert salvage_items('[{"n": 2}]', "items", Entry)[0].n == 2
+    assert salvage_items("Sorry, no JSON here.", "items", Entry) == []
+    assert salvage_items(None, "items", Entry) == []
+    text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    assert salvage_items('{"lines": ["a", "  ", 3, " b "]}', "lines", text) == ["a", "b"]

@@ -25,11 +25,11 @@ import random
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, create_model
 
 from pada.agents.text import truncate
 from pada.llm import JSONRequest, LLMClient, StructuredResult
-from pada.llm.jsonparse import ReplyError, parse_json
+from pada.llm.jsonparse import salvage_items
 from pada.llm.prompts import render
 from pada.records import ErrorAnalysis, Failure, Message
 
@@ -138,23 +138,7 @@ def usable_items(result) -> list[AnalysisItem]:
     count, one bad entry), every entry of the raw text that validates on its own."""
     if result.ok and result.value is not None:
         return list(result.value.analyses)
-    return _salvage(result.raw or "")
-
-
-def _salvage(raw: str) -> list[AnalysisItem]:
-    try:
-        data = parse_json(raw)
-    except ReplyError:
-        return []
-    if isinstance(data, dict):
-        data = data.get("analyses", [data])
-    items = []
-    for entry in data if isinstance(data, list) else []:
-        try:
-            items.append(AnalysisItem.model_validate(entry))
-        except ValidationError:
-            continue
-    return items
+    return salvage_items(result.raw, "analyses", AnalysisItem)
 
 
 def match_items(items: list[AnalysisItem], expected: list[int]) -> dict[int, AnalysisItem]:

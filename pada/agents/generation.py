@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Callable, Iterable
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, StringConstraints, create_model
 
 from pada.agents.budget import Budget, error_quotas
 from pada.agents.leakage import LeakageGuard, LeakDrop, LeakError, normalise_tokens
@@ -213,36 +213,20 @@ def prompt_text(messages: list[Message]) -> str:
     return "\n".join(m["content"] for m in messages)
 
 
-def _salvage(raw: str, branch: Branch, item: type[BaseModel]) -> list:
-    """Items that validate on their own in a reply that failed as a whole (wrong count, one bad item)."""
-    from pada.llm.jsonparse import ReplyError, parse_json
-
-    try:
-        data = parse_json(raw or "")
-    except ReplyError:
-        return []
-    key = "rephrasings" if branch == "rephrase" else "variants"
-    if isinstance(data, dict):
-        data = data.get(key, [data])
-    items = []
-    for entry in data if isinstance(data, list) else []:
-        if branch == "rephrase":
-            if isinstance(entry, str) and entry.strip():
-                items.append(entry)
-            continue
-        try:
-            items.append(item.model_validate(entry))
-        except ValidationError:
-            continue
-    return items
+# A salvaged rephrasing must have some text in it.
+_NON_BLANK = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 def reply_items(plan: BatchPlan, result, form: SampleForm = FREE_FORM) -> list:
     """The generated items of one reply (validated, or salvaged from a failed reply), at most plan.size."""
+    from pada.llm.jsonparse import salvage_items
+
     if result.ok and result.value is not None:
         items = result.value.rephrasings if plan.branch == "rephrase" else result.value.variants
+    elif plan.branch == "rephrase":
+        items = salvage_items(result.raw, "rephrasings", _NON_BLANK)
     else:
-        items = _salvage(result.raw, plan.branch, form.item)
+        items = salvage_items(result.raw, "variants", form.item)
     return list(items)[:plan.size]
 
 

@@ -36,7 +36,7 @@ from functools import lru_cache
 from statistics import fmean
 from typing import Annotated, Callable
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, Field, create_model
 
 from pada.agents.text import truncate
 from pada.records import Example, QCResult, Strategy, SyntheticSample
@@ -151,22 +151,9 @@ def usable_judgements(result, with_strategy: bool) -> list[BaseModel]:
     one bad item), every item of the raw text that validates on its own."""
     if result.ok and result.value is not None:
         return list(result.value.scores)
-    from pada.llm.jsonparse import ReplyError, parse_json
+    from pada.llm.jsonparse import salvage_items
 
-    try:
-        data = parse_json(result.raw or "")
-    except ReplyError:
-        return []
-    if isinstance(data, dict):
-        data = data.get("scores", [data])
-    item_type = StrategySampleJudgement if with_strategy else SampleJudgement
-    items = []
-    for entry in data if isinstance(data, list) else []:
-        try:
-            items.append(item_type.model_validate(entry))
-        except ValidationError:
-            continue
-    return items
+    return salvage_items(result.raw, "scores", StrategySampleJudgement if with_strategy else SampleJudgement)
 
 
 def match_judgements(items: list[BaseModel], count: int) -> dict[int, BaseModel]:

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
 _OPEN_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*)", re.DOTALL)  # a fence the model never closed
@@ -55,6 +55,26 @@ def validate(data: Any, schema: type[BaseModel]) -> BaseModel:
 
 def parse_and_validate(text: str, schema: type[BaseModel]) -> BaseModel:
     return validate(parse_json(text), schema)
+
+
+def salvage_items(raw: str | None, field: str, item_type: Any) -> list:
+    """From a reply that failed validation as a whole (wrong count, one bad entry): the entries of
+    its list `field` that validate on their own as `item_type` (a pydantic model or any type
+    pydantic validates). A single object counts as a one-entry list; no JSON at all gives []."""
+    try:
+        data = parse_json(raw or "")
+    except ReplyError:
+        return []
+    if isinstance(data, dict):
+        data = data.get(field, [data])
+    adapter = TypeAdapter(item_type)
+    items = []
+    for entry in data if isinstance(data, list) else []:
+        try:
+            items.append(adapter.validate_python(entry))
+        except ValidationError:
+            continue
+    return items
 
 
 # -- parsing steps, cheapest first -------------------------------------------------------------
