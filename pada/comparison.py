@@ -72,9 +72,9 @@ def rows_for_run(store: RunStore, method: str) -> list[ComparisonRow]:
 
     metric = headline_metric(store.config(), {row.name for row in store.metrics()})
     usage = usage_totals(store)
-    first = len(store.training_set(1))
+    first = store.training_set_size(1)
     return [ComparisonRow(method, store.run_id, row.iteration, metric, row.value, int(usage["tokens"]),
-                          usage["cost_usd"], len(store.training_set(row.iteration)) - first)
+                          usage["cost_usd"], store.training_set_size(row.iteration) - first)
             for row in store.metrics(split="test", name=metric)]
 
 

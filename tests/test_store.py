@@ -549,6 +549,7 @@ def test_training_set_export_loads_with_datasets(store, tmp_path):
     store.save_training_set(2, rows)
     store.save_training_set(2, rows[:4])  # replaced, not appended
     assert [r.id for r in store.training_set(2)] == [f"train-{i}" for i in range(4)]
+    assert store.training_set_size(2) == 4 and store.training_set_size(3) == 0
     path = store.export_training_set(2, tmp_path / "export")
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert lines == [{"messages": r["messages"]} for r in rows[:4]]

@@ -828,6 +828,9 @@ class RunStore:
         )
         return [TrainingRow(id=row_id, messages=json.loads(messages)) for row_id, messages in rows]
 
+    def training_set_size(self, iteration: int) -> int:
+        return self._query("SELECT COUNT(*) FROM training_rows WHERE iteration = ?", (iteration,))[0][0]
+
     def export_training_set(self, iteration: int, out_dir: str | Path, filename: str = "train.jsonl") -> Path:
         """Write the iteration's training set as chat JSONL (`{"messages": [...]}` per line).
 
