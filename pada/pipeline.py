@@ -266,7 +266,7 @@ class Pipeline:
 
     def generate(self, i: int):
         from pada.agents.budget import plan_budget
-        from pada.agents.generation import generate_and_qc
+        from pada.agents.generation import effective_form, generate_and_qc
         from pada.agents.quality import unfit_samples
         from pada.tasks.forms import FREE_FORM
 
@@ -275,7 +275,7 @@ class Pipeline:
         budget = plan_budget(len(self.splits.train), len(strategies), len(train_failures), self._budget_config())
         qc_config = replace(self.config.qc, qc_disabled=self.config.qc.qc_disabled or self.config.ablations.no_qc)
         gen_config = self.config.generation
-        if not gen_config.format_hint and not (gen_config.structured and self.task.sample_form is not FREE_FORM):
+        if not gen_config.format_hint and effective_form(gen_config, self.task.sample_form) is FREE_FORM:
             # the task's own rule unless the config sets one; a structured form's field list says it instead
             gen_config = replace(gen_config, format_hint=self.task.format_hint)
         outcome = generate_and_qc(strategies, budget, self.splits.train, train_failures, self.llm("llm"),

@@ -301,6 +301,11 @@ class CallStats:
     failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BRANCHES, 0))
 
 
+def effective_form(config: GenerationConfig, form: SampleForm) -> SampleForm:
+    """The task's form, or the free form when `structured` is off."""
+    return form if config.structured else FREE_FORM
+
+
 class BatchGenerator:
     """Runs generation calls for plans: `self(requests, attempt)` is the `RoundGenerator` the QC loop
     wants (requests = [(plan_index, feedback | None)]). All requests of a round go out together.
@@ -311,7 +316,7 @@ class BatchGenerator:
                  form: SampleForm = FREE_FORM):
         self.plans, self.generator, self.config, self.seed = plans, generator, config, seed
         self.leak_check = leak_check
-        self.form = form if config.structured else FREE_FORM
+        self.form = effective_form(config, form)
         self.stats = CallStats()
         if template is None:
             template = task_template([plan.example for plan in plans], config)
