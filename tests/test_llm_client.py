@@ -240,6 +240,18 @@ def test_cache_salt_and_temperature_make_distinct_entries(stand_in, tmp_path):
     assert [c.cache_hit for c in client.calls] == [False, False, True, True, False]
 
 
+def test_a_sampled_request_carries_a_seed_from_its_salt(stand_in):
+    stand_in.set_script({"Verdict": [GOOD_VERDICT]})
+    client = make_client(model="scripted/seed-test")
+    for salt in ("a", "b", "a"):
+        client.complete_json(USER, Verdict, stage="generation", temperature=0.7, cache_salt=salt)
+    client.complete_json(USER, Verdict, stage="quality", temperature=0.0, cache_salt="a")
+    client.complete_json(USER, Verdict, stage="generation", temperature=0.7)
+    seeds = [request["params"].get("seed") for request in stand_in.received]
+    assert seeds[0] == seeds[2] != seeds[1] and seeds[0] is not None
+    assert seeds[3:] == [None, None]  # greedy, or no salt: no seed
+
+
 def test_corrupt_cache_entry_is_a_miss(stand_in, tmp_path):
     stand_in.set_script({"Verdict": [GOOD_VERDICT]})
     client = make_client(model="scripted/corrupt-test", cache_dir=tmp_path)

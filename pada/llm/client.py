@@ -27,6 +27,7 @@ Cost: each `complete_*` call makes 0 (cache hit) to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -138,7 +139,9 @@ class JSONRequest:
     """One request for `complete_json_many`. `schema=None` asks for plain text instead.
 
     `cache_salt` makes otherwise identical requests distinct cache entries (e.g. the
-    sample index when drawing several samples at temperature 0.7).
+    sample index when drawing several samples at temperature 0.7); a sampled request
+    also gets a `seed` derived from it, so the same request draws the same reply again
+    where the provider honours seeds (the local provider, vLLM, OpenAI best-effort).
     """
 
     messages: list[Message]
@@ -284,6 +287,9 @@ class LLMClient:
             **self.config.extra_params,
         }
         key = self._cache_key(params, request)
+        if params["temperature"] and request.cache_salt is not None and "seed" not in params:
+            # after the key (the salt is in it): a resumed run redraws an interrupted call the same way
+            params["seed"] = seed_from(request.cache_salt)
 
         cached = self._from_cache(key, request.schema)
         if cached is not None:
@@ -477,6 +483,11 @@ def with_schema_instruction(messages: list[Message], schema: type[BaseModel] | N
                 return prompt
     prompt.append({"role": "user", "content": instruction})
     return prompt
+
+
+def seed_from(salt: str) -> int:
+    """A stable 31-bit seed for a request's cache salt."""
+    return int(hashlib.sha256(salt.encode("utf-8")).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
 def response_format(schema: type[BaseModel]) -> dict[str, Any]:
