@@ -18,6 +18,7 @@ class ComparisonRow:
     iteration: int
     metric: str
     value: float  # test-set metric of this iteration
+    validation: float | None  # validation metric of this iteration: what selects the reported iteration
     tokens: int  # LLM tokens the whole run used
     cost_usd: float
     synthetic: int  # synthetic samples in this iteration's training set
@@ -73,9 +74,15 @@ def rows_for_run(store: RunStore, method: str) -> list[ComparisonRow]:
     metric = headline_metric(store.config(), {row.name for row in store.metrics()})
     usage = usage_totals(store)
     first = store.training_set_size(1)
-    return [ComparisonRow(method, store.run_id, row.iteration, metric, row.value, int(usage["tokens"]),
-                          usage["cost_usd"], store.training_set_size(row.iteration) - first)
+    validation = {row.iteration: row.value for row in store.metrics(split="validation", name=metric)}
+    return [ComparisonRow(method, store.run_id, row.iteration, metric, row.value, validation.get(row.iteration),
+                          int(usage["tokens"]), usage["cost_usd"], store.training_set_size(row.iteration) - first)
             for row in store.metrics(split="test", name=metric)]
+
+
+def selected(rows: list[ComparisonRow]) -> ComparisonRow:
+    """The iteration a user would ship: the best validation metric (earliest on a tie), never the best test."""
+    return max(rows, key=lambda row: (row.validation if row.validation is not None else float("-inf"), -row.iteration))
 
 
 def write_comparison(rows: list[ComparisonRow], out_dir: str | Path) -> tuple[Path, Path]:
@@ -96,18 +103,21 @@ def markdown_table(rows: list[ComparisonRow]) -> str:
     iterations = sorted({row.iteration for row in rows})
     methods = list(dict.fromkeys(row.method for row in rows))
     metric = rows[0].metric if rows else "metric"
-    header = ["method", *[f"it {i}" for i in iterations], "best", "synthetic samples", "LLM tokens", "cost $"]
+    header = ["method", *[f"it {i}" for i in iterations], "selected by validation", "synthetic samples",
+              "LLM tokens", "cost $"]
     lines = [f"Test {metric} (%) per method and iteration", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:
         mine = {row.iteration: row for row in rows if row.method == method}
         cells = [f"{100 * mine[i].value:.1f}" if i in mine else "" for i in iterations]
-        best = max((row.value for row in mine.values()), default=None)
+        chosen = selected(list(mine.values()))
         any_row = next(iter(mine.values()))
         last = mine[max(mine)]
-        lines.append("| " + " | ".join([method, *cells, f"{100 * best:.1f}" if best is not None else "",
+        lines.append("| " + " | ".join([method, *cells, f"{100 * chosen.value:.1f} (it {chosen.iteration})",
                                          str(last.synthetic), str(any_row.tokens), f"{any_row.cost_usd:.4f}"]) + " |")
     lines.append("")
+    lines.append("selected by validation: the test metric of the iteration with the best validation metric "
+                 "(the test set never picks the iteration).")
     lines.append("synthetic samples: accepted synthetic samples in the last iteration's training set. "
                  "Vanilla fine-tuning never changes its training set, so it runs one iteration.")
     return "\n".join(lines) + "\n"

@@ -29,21 +29,26 @@ from dataclasses import replace
 from typing import Any
 
 from pada.config import RunConfig, from_dict
-from pada.records import Failure, LLMCall
+from pada.errors import PadaError
+from pada.records import Failure, LLMCall, user_turn
+from pada.stages import (  # noqa: F401  (re-exported: the stage names, in the order one iteration runs them)
+    ANALYSE, CLUSTER, EVALUATE, FINETUNE, GENERATE, PATTERNS, REVIEW_QC, REVIEW_STRATEGIES, STRATEGIES, TRAIN_SET,
+)
 from pada.store import RunStore
 from pada.store.views import TrainingRow
 
 log = logging.getLogger(__name__)
 
-# Stage names, in the order one iteration runs them.
-TRAIN_SET, FINETUNE, EVALUATE = "train_set", "finetune", "evaluate"
-ANALYSE, CLUSTER, PATTERNS, STRATEGIES = "analyse", "cluster", "patterns", "strategies"
-REVIEW_STRATEGIES, GENERATE, REVIEW_QC = "review_strategies", "generate", "review_qc"
 SPLITS = ("train", "validation", "test")
 
 
 class Paused(Exception):
     """Raised inside the loop when a pause point is reached; the run waits for a person."""
+
+
+class LLMUnavailable(PadaError):
+    """An LLM the run needs does not answer: every call of a stage failed, or the check before the first
+    fine-tune did. The message names the role or stage, the model and the provider's error (keys redacted)."""
 
 
 def signature(*parts: Any) -> str:
@@ -113,11 +118,19 @@ class Pipeline:
     # -------------------------------------------------------------------- loop
 
     def run(self) -> str:
-        """Run every remaining stage. Returns the final status."""
+        """Run every remaining stage. Returns the final status. One runner per run: holds the run's lock
+        (`RunStore.runner_lock`), so a second `run()` on the same run raises `RunLocked` at once."""
+        with self.store.runner_lock():
+            return self._run_locked()
+
+    def _run_locked(self) -> str:
         store = self.store
         store.set_pid(os.getpid())
         store.set_status("running")
         try:
+            if self.augments and not store.stage_done(1, FINETUNE):
+                self.iteration = 1  # the check's calls are accounted to the first iteration
+                self.check_llms_answer()
             for iteration in range(1, self.n_iterations + 1):
                 self.iteration = iteration
                 self.run_iteration(iteration)
@@ -159,12 +172,13 @@ class Pipeline:
             return
         self.store.set_current(i, name)
         self.store.log_event("info", f"{name} started", iteration=i, stage=name)
-        self._llm_stage = LLMStageProgress(self.store, i, name)
+        self._llm_stage = progress = LLMStageProgress(self.store, i, name)
         try:
             write = fn(i)
         finally:
-            self._llm_stage.close()
+            progress.close()
             self._llm_stage = None
+        progress.raise_if_a_model_never_answered()
         self.store.complete_stage(i, name, signature(name, self.config.to_dict()), write)
         self.store.log_event("info", f"{name} done", iteration=i, stage=name)
 
@@ -173,6 +187,20 @@ class Pipeline:
             return
         self.store.set_current(i, review_stage)
         raise Paused(f"paused after {point} in iteration {i}: review in the dashboard, then resume the run")
+
+    def check_llms_answer(self) -> None:
+        """One cheap, uncached call to each LLM the method uses, so a wrong key or a dead server fails the
+        run in seconds instead of after the first fine-tune (and never as a 'completed' run with no samples)."""
+        from pada.llm import LLMClient
+
+        roles = ["llm"] + ([] if self.config.qc.qc_disabled or self.config.ablations.no_qc else ["judge"])
+        for role in roles:
+            settings = replace(getattr(self.config, role), cache_dir=None, max_tokens=16)
+            reply = LLMClient(settings, on_call=self._record_call).complete_text(
+                [{"role": "user", "content": "Reply with the single word OK."}], stage="preflight")
+            if reply.raw is None:  # no reply at all (an empty one still proves the model answers)
+                raise LLMUnavailable(f"the {role} model {settings.model} does not answer: {reply.error}")
+        self.store.log_event("info", f"LLMs answer: {', '.join(roles)}", iteration=1)
 
     def approve_pending_review(self) -> None:
         """A person resumed the run: the review it was waiting for is done."""
@@ -184,14 +212,36 @@ class Pipeline:
     # ------------------------------------------------------------------ stages
 
     def build_training_set(self, i: int):
-        """Iteration 1 trains on the training subset; later ones add the previous iteration's accepted samples."""
+        """Iteration 1 trains on the training subset; later ones add the previous iteration's accepted samples.
+
+        Every synthetic row is checked again by content with the leakage guard (whatever its status
+        says, e.g. after a review decision): a leak is dropped and marked, never trained on."""
         if i == 1:
             rows = [TrainingRow(id=ex.id, messages=ex.messages()) for ex in self.splits.train]
         else:
             rows = list(self.store.training_set(i - 1))
             rows += [TrainingRow(id=s.sample_id, messages=s.messages) for s in self.store.accepted_samples(i - 1)]
         self._check_no_protected_ids(row.id for row in rows)
-        return lambda store: store.save_training_set(i, rows)
+        rows, leaked = self._without_leaks(rows)
+
+        def write(store: RunStore) -> None:
+            if leaked:
+                store.mark_leaked(leaked, iteration=i - 1)
+                store.log_event("warning", f"training set: dropped {len(leaked)} synthetic rows overlapping "
+                                           f"validation/test questions: {leaked[:5]}", iteration=i, stage=TRAIN_SET)
+            store.save_training_set(i, rows)
+        return write
+
+    def _without_leaks(self, rows: list[TrainingRow]) -> tuple[list[TrainingRow], list[str]]:
+        """(rows to keep, ids of synthetic rows whose user turn the leakage guard flags)."""
+        training_ids = {ex.id for ex in self.splits.train}
+        kept, leaked = [], []
+        for row in rows:
+            if row.id not in training_ids and self.leak_guard.check(user_turn(row.messages)) is not None:
+                leaked.append(row.id)
+            else:
+                kept.append(row)
+        return kept, leaked
 
     def finetune(self, i: int):
         from pada.slm.train import finetune
@@ -294,8 +344,7 @@ class Pipeline:
             if outcome.leaked:
                 store.log_event("warning", f"dropped {len(outcome.leaked)} samples overlapping validation/test "
                                            f"questions", iteration=i, stage=GENERATE)
-                leaked_ids = [drop.sample.sample_id for drop in outcome.leaked]
-                store.set_sample_status(leaked_ids, "rejected_qc", author="leakage-guard", iteration=i)
+                store.mark_leaked([drop.sample.sample_id for drop in outcome.leaked], iteration=i)
             for reason, ids in unfit.items():
                 store.set_sample_status(ids, "rejected_qc", author="sample-check", iteration=i)
                 store.log_event("warning", f"dropped {len(ids)} accepted samples: {reason}", iteration=i,
@@ -353,6 +402,7 @@ class LLMStageProgress:
     def __init__(self, store: RunStore, iteration: int, stage: str):
         self.store, self.iteration, self.stage = store, iteration, stage
         self.calls = 0
+        self.by_model: dict[str, list] = {}  # model -> [calls, failed calls, first error]
         self.bar = None
         self.lock = threading.Lock()  # the generator's and the judge's clients call back from their threads
 
@@ -363,12 +413,24 @@ class LLMStageProgress:
 
                 self.bar = tqdm(desc=f"{self.stage} (iteration {self.iteration})", unit=" LLM calls")
             self.calls += 1
+            tally = self.by_model.setdefault(call.model, [0, 0, None])
+            tally[0] += 1
+            if not call.ok:
+                tally[1] += 1
+                tally[2] = tally[2] or call.error
             self.bar.update(1)
             self.store.set_progress(self.iteration, self.stage, self.calls, None)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+    def raise_if_a_model_never_answered(self) -> None:
+        """A stage in which every call to one model failed has no real output: fail the run with the cause."""
+        for model, (calls, failed, error) in self.by_model.items():
+            if calls and failed == calls:
+                raise LLMUnavailable(f"stage {self.stage} of iteration {self.iteration}: all {calls} calls to "
+                                     f"{model} failed; first error: {error}")
 
 
 def start_run(config: RunConfig, runs_root=None, run_id: str | None = None) -> RunStore:

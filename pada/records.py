@@ -19,6 +19,11 @@ from pydantic import BaseModel, Field
 Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": str}
 
 
+def user_turn(messages: list[Message]) -> str:
+    """The first user turn of a conversation (the question), or ''."""
+    return next((m["content"] for m in messages if m.get("role") == "user"), "")
+
+
 class Example(BaseModel):
     """One benchmark item, already formatted for the SLM.
 
@@ -141,7 +146,7 @@ class SyntheticSample(BaseModel):
 
     @property
     def question(self) -> str:
-        return next((m["content"] for m in self.messages if m["role"] == "user"), "")
+        return user_turn(self.messages)
 
     @property
     def answer(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pada import views
-from pada.store import SAMPLE_STATUSES
+from pada.store import LEAKED_STATUS, SAMPLE_STATUSES
 from pages import common
 
 BRANCHES = ("pattern", "error", "rephrase")
@@ -50,18 +50,19 @@ def table(frame) -> None:
     )
 
 
-def bulk(store, iteration: int, frame, chosen: dict, total: int) -> None:
+def bulk(store, iteration: int, frame, chosen: dict, total: int, locked: bool) -> None:
     """Decide on several samples of this page, or on every sample matching the filters."""
-    ids = frame["sample_id"].tolist()
+    ids = frame["sample_id"][frame["status"] != LEAKED_STATUS].tolist()  # the guard's drops are final
     picked = st.multiselect("Select samples on this page", ids, key=f"samples-bulk-{iteration}",
-                            placeholder="pick samples to accept or reject together")
+                            placeholder="pick samples to accept or reject together", disabled=locked)
     c1, c2, c3 = st.columns([1, 1, 3])
-    if c1.button("Accept selected", disabled=not picked, icon=":material/check:", key="bulk-accept"):
+    if c1.button("Accept selected", disabled=locked or not picked, icon=":material/check:", key="bulk-accept"):
         decide(store, iteration, picked, ACCEPT)
-    if c2.button("Reject selected", disabled=not picked, icon=":material/close:", key="bulk-reject"):
+    if c2.button("Reject selected", disabled=locked or not picked, icon=":material/close:", key="bulk-reject"):
         decide(store, iteration, picked, REJECT)
-    with c3.popover(f"All {total} matching samples…", icon=":material/done_all:"):
-        st.caption("Applies to every sample matching the filters, on every page.")
+    with c3.popover(f"All {total} matching samples…", icon=":material/done_all:", disabled=locked):
+        st.caption("Applies to every sample matching the filters, on every page, except those the leakage "
+                   "guard dropped: they overlap a validation or test question and never enter training.")
         for status, label in ((ACCEPT, "Accept all"), (REJECT, "Reject all")):
             if st.button(f"{label} {total}", key=f"all-{status}"):
                 matching = store.samples(iteration, **chosen, limit=None)
@@ -75,7 +76,7 @@ def messages_block(messages: list[dict]) -> None:
         st.text(message.get("content", ""))
 
 
-def review_one(store, iteration: int, page_samples: list) -> None:
+def review_one(store, iteration: int, page_samples: list, locked: bool) -> None:
     """One sample side by side with its original, its scores and every attempt; accept or reject it."""
     by_id = {s.sample.sample_id: s for s in page_samples}
     sample_id = st.selectbox("Review one sample", list(by_id), key="samples-one",
@@ -110,10 +111,14 @@ def review_one(store, iteration: int, page_samples: list) -> None:
             if original["prediction"]:
                 st.markdown("**The small model answered**")
                 st.text(original["prediction"])
+    leaked = stored.status == LEAKED_STATUS
+    if leaked:
+        st.caption(":red[Dropped by the leakage guard: it overlaps a validation or test question. "
+                   "This is final; no review decision can put it into training.]")
     c1, c2, _ = st.columns([1, 1, 4])
-    if c1.button("Accept", key="one-accept", icon=":material/check:", type="primary"):
+    if c1.button("Accept", key="one-accept", icon=":material/check:", type="primary", disabled=locked or leaked):
         decide(store, iteration, [sample_id], ACCEPT)
-    if c2.button("Reject", key="one-reject", icon=":material/close:"):
+    if c2.button("Reject", key="one-reject", icon=":material/close:", disabled=locked or leaked):
         decide(store, iteration, [sample_id], REJECT)
     if stored.n_attempts > 1:
         with st.expander(f"All {stored.n_attempts} attempts"):
@@ -151,9 +156,12 @@ def main() -> None:
     st.caption(f"{total} matching samples · page {page} of {views.n_pages(total, size)}")
     frame = views.samples_frame(page_samples)
     table(frame)
-    bulk(store, iteration, frame, chosen, total)
+    locked = common.q(store, "decisions_locked", iteration)
+    if locked:
+        st.info(f"Read-only: {locked}.", icon=":material/lock:")
+    bulk(store, iteration, frame, chosen, total, bool(locked))
     st.divider()
-    review_one(store, iteration, page_samples)
+    review_one(store, iteration, page_samples, bool(locked))
 
 
 main()

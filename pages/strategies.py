@@ -21,18 +21,19 @@ def pattern_block(pattern) -> None:
         st.caption(":orange[The LLM's pattern call failed; this pattern was built without it.]")
 
 
-def strategy_form(store, iteration: int, strategy, version: int) -> None:
-    """All fields editable; widget keys carry the version, so a save or revert shows the new current values."""
+def strategy_form(store, iteration: int, strategy, version: int, locked: bool) -> None:
+    """All fields editable until generation has used them; widget keys carry the version, so a save or
+    revert shows the new current values."""
     key = f"{iteration}-{strategy.cluster_id}-v{version}"
     with st.form(f"strategy-{key}"):
         c1, c2 = st.columns(2)
-        name = c1.text_input("Strategy name", strategy.strategy_name, key=f"name-{key}")
-        category = c2.text_input("Category name", strategy.category_name, key=f"category-{key}")
+        name = c1.text_input("Strategy name", strategy.strategy_name, key=f"name-{key}", disabled=locked)
+        category = c2.text_input("Category name", strategy.category_name, key=f"category-{key}", disabled=locked)
         approach = st.text_area("Generation approach", strategy.generation_approach, height=110,
-                                key=f"approach-{key}")
+                                key=f"approach-{key}", disabled=locked)
         elements = st.text_area("Key elements (one per line)", "\n".join(strategy.key_elements), height=100,
-                                key=f"elements-{key}")
-        saved = st.form_submit_button("Save as new version", icon=":material/save:")
+                                key=f"elements-{key}", disabled=locked)
+        saved = st.form_submit_button("Save as new version", icon=":material/save:", disabled=locked)
     if not strategy.ok:
         st.caption(":orange[The LLM's strategy call failed; this is a generic fallback: worth editing.]")
     if saved:
@@ -49,7 +50,7 @@ def strategy_form(store, iteration: int, strategy, version: int) -> None:
         st.rerun()
 
 
-def history_block(store, iteration: int, cluster_id: int, history) -> None:
+def history_block(store, iteration: int, cluster_id: int, history, locked: bool) -> None:
     with st.expander(f"History ({len(history)} version{'s' if len(history) != 1 else ''})"):
         st.dataframe(views.history_frame(history), hide_index=True)
         older = [v.version for v in history[:-1]]
@@ -60,7 +61,8 @@ def history_block(store, iteration: int, cluster_id: int, history) -> None:
         version = c1.selectbox("Version", list(reversed(older)), key=f"revert-pick-{iteration}-{cluster_id}",
                                format_func=lambda v: f"v{v}")
         c2.write("")
-        if c2.button(f"Revert to v{version}", key=f"revert-{iteration}-{cluster_id}", icon=":material/undo:"):
+        if c2.button(f"Revert to v{version}", key=f"revert-{iteration}-{cluster_id}", icon=":material/undo:",
+                     disabled=locked):
             new_version = store.revert_strategy(iteration, cluster_id, version, common.author())
             st.toast(f"Version {version} is current again (as version {new_version})")
             st.rerun()
@@ -81,6 +83,9 @@ def main() -> None:
     if not strategies:
         st.info(f"Iteration {iteration} has patterns but no strategies: the last iteration is only analysed, "
                 "to show which errors remain.")
+    locked = common.q(store, "strategies_locked", iteration)
+    if locked and strategies:
+        st.info(f"Read-only: {locked}.", icon=":material/lock:")
     for cluster_id in sorted(set(patterns) | set(strategies)):
         pattern, strategy = patterns.get(cluster_id), strategies.get(cluster_id)
         title = (pattern.category_name if pattern else strategy.category_name) or f"Cluster {cluster_id}"
@@ -95,8 +100,8 @@ def main() -> None:
                 version = history[-1].version if history else 1
                 st.markdown(f"**Strategy** · version {version}"
                             + (f" · {history[-1].source} by {history[-1].author}" if history else ""))
-                strategy_form(store, iteration, strategy, version)
-                history_block(store, iteration, cluster_id, history)
+                strategy_form(store, iteration, strategy, version, bool(locked))
+                history_block(store, iteration, cluster_id, history, bool(locked))
 
 
 main()

@@ -53,17 +53,28 @@ def server(pipeline_run, tmp_path):
     env = dict(os.environ, PADA_RUNS_DIR=str(root), PYTHONPATH=str(REPO))
     log = (tmp_path / "streamlit.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],  # address: config.toml
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, tmp_path / "streamlit.log")
+        assert_loopback_only(port, tmp_path / "streamlit.log")
         yield url, root, run_id
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
         log.close()
+
+
+def assert_loopback_only(port: int, log_path: Path) -> None:
+    """The dashboard listens on 127.0.0.1 alone (no login: never on every interface) and never looked up
+    an external IP."""
+    listening = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    ours = [fields[1] for fields in listening if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port]
+    assert ours == ["0100007F:" + f"{port:04X}"], ours  # 127.0.0.1, little-endian hex
+    assert not any(f"{port:04X}" == line.split()[1].split(":")[-1] and line.split()[3] == "0A"
+                   for line in Path("/proc/net/tcp6").read_text().splitlines()[1:])
+    assert "External URL" not in log_path.read_text(errors="replace")
 
 
 def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 30) -> None:

@@ -9,17 +9,16 @@ import yaml
 
 from conftest import tiny_run_config
 from pada.cli import main
-from pada.comparison import compare_runs, write_comparison
+from pada.comparison import ComparisonRow, compare_runs, markdown_table, selected, write_comparison
 from pada.config import from_dict
 from pada.store import list_runs
 
 
 def test_compare_runs_each_method_reuses_finished_runs_and_writes_the_table(tmp_path, tiny_slm_dir, pipeline_run,
                                                                             capsys):
-    from pada.agents import scripted
-    from pada.llm.scripted import register
+    from doubles.pada_script import install
 
-    register().set_script(scripted.pada_script())
+    install()
     source_root, run_id = pipeline_run
     root = tmp_path / "runs"
     shutil.copytree(source_root / run_id, root / run_id)  # the same config as method pada: reused, not rerun
@@ -37,7 +36,7 @@ def test_compare_runs_each_method_reuses_finished_runs_and_writes_the_table(tmp_
 
     markdown, csv_path = write_comparison(rows, tmp_path / "table")
     table = markdown.read_text()
-    assert "| method | it 1 | it 2 | best | synthetic samples | LLM tokens | cost $ |" in table
+    assert "| method | it 1 | it 2 | selected by validation | synthetic samples | LLM tokens | cost $ |" in table
     assert "| vanilla |" in table and "| pada |" in table
     with csv_path.open() as handle:
         assert len(list(csv.DictReader(handle))) == 3
@@ -50,3 +49,17 @@ def test_compare_runs_each_method_reuses_finished_runs_and_writes_the_table(tmp_
     assert "reusing run" in capsys.readouterr().out
     assert len(list_runs(root)) == 2
     assert (tmp_path / "cli" / "comparison.md").read_text() == table
+
+
+def _row(iteration: int, test: float, validation: float | None) -> ComparisonRow:
+    return ComparisonRow("pada", "run", iteration, "accuracy", test, validation, 0, 0.0, 0)
+
+
+def test_the_reported_iteration_is_chosen_by_validation_never_by_test():
+    rows = [_row(1, test=0.40, validation=0.30), _row(2, test=0.25, validation=0.35), _row(3, test=0.50, validation=0.20)]
+    assert selected(rows).iteration == 2  # best validation, although iterations 1 and 3 test better
+    assert "| pada | 40.0 | 25.0 | 50.0 | 25.0 (it 2) |" in markdown_table(rows)
+
+
+def test_a_validation_tie_picks_the_earliest_iteration():
+    assert selected([_row(1, 0.1, 0.3), _row(2, 0.9, 0.3)]).iteration == 1

@@ -30,10 +30,13 @@ ProgressFn = Callable[[int, int], None]  # (conversations done, total)
 
 def load_for_inference(base_model: str | Path | None = None, adapter_dir: str | Path | None = None,
                        device: str | None = None, dtype: str | None = None):
-    """(model, tokenizer) ready for `generate`: eval mode, LoRA merged into the weights, left padding.
+    """(model, tokenizer) ready for `generate`: eval mode, the LoRA adapter applied, left padding.
 
-    The LoRA delta is merged in float32 and only then cast to `dtype`, so a bf16
-    model does not lose the (small) adapter update to rounding.
+    Evaluation must measure the model that was trained. In float32 the adapter is merged into the
+    weights (exact, and no extra work per token). In a lower precision it stays unmerged, its own
+    weights in float32: merging and then casting W + BA to bfloat16 rounds every element to 8
+    significant bits, and a LoRA update is mostly smaller than that step, so most of it would vanish
+    (the base weights are bf16 either way; unmerged, the update's output is added in float32).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,20 +52,25 @@ def load_for_inference(base_model: str | Path | None = None, adapter_dir: str | 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, attn_implementation="sdpa")
+    # Loaded in its dtype (as training loads it), not cast afterwards: a cast would also round buffers
+    # such as the rotary frequencies that transformers keeps in float32.
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, attn_implementation="sdpa")
+    model.to(device)
     if adapter_dir is not None:
-        model = _merge_adapter(model, Path(adapter_dir))
-    model.to(device=device, dtype=torch_dtype).eval()
-    return model, tokenizer
+        model = _apply_adapter(model, Path(adapter_dir), merge=torch_dtype == torch.float32)
+    return model.eval(), tokenizer
 
 
-def _merge_adapter(model, adapter_dir: Path):
+def _apply_adapter(model, adapter_dir: Path, merge: bool):
+    """The model with the LoRA adapter: merged into float32 weights, or kept beside low-precision ones."""
     from peft import PeftModel
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise PadaError(f"{adapter_dir} is not a LoRA adapter directory (no adapter_config.json); "
                         "pass the --out directory of `pada finetune`")
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    # autocast_adapter_dtype: the adapter's weights stay float32 on a bf16/fp16 base model
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dir), autocast_adapter_dtype=True)
+    return peft_model.merge_and_unload() if merge else peft_model
 
 
 def generate(model, tokenizer, conversations: Sequence[Sequence[Message]], max_new_tokens: int,

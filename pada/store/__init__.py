@@ -13,11 +13,13 @@ and `schema.py` for the tables and migrations.
 """
 
 from pada.store.layout import runs_root
+from pada.store.lock import RunLocked, Runner
 from pada.store.run_store import RunStore, list_runs
 from pada.store.schema import SCHEMA_VERSION, StoreError
 from pada.store.views import (
     ACCEPTED_STATUSES,
     EVENT_LEVELS,
+    LEAKED_STATUS,
     RUN_STATUSES,
     SAMPLE_STATUSES,
     ErrorCount,
@@ -34,8 +36,9 @@ from pada.store.views import (
 )
 
 __all__ = [
-    "ACCEPTED_STATUSES", "EVENT_LEVELS", "RUN_STATUSES", "SAMPLE_STATUSES", "SCHEMA_VERSION",
+    "ACCEPTED_STATUSES", "EVENT_LEVELS", "LEAKED_STATUS", "RUN_STATUSES", "SAMPLE_STATUSES", "SCHEMA_VERSION",
     "ErrorCount", "Event", "FailureRow", "MetricRow", "RunState", "RunStore", "RunSummary",
+    "RunLocked", "Runner",
     "SampleAttempt", "StageProgress", "StoreError", "StoredSample", "StrategyVersion", "TrainingRow",
     "list_runs", "runs_root",
 ]

@@ -13,7 +13,17 @@ threads' connections close when their thread ends.
 Processes. The database runs in WAL mode: readers (dashboard, `pada status`)
 never block the writer (the background loop) and see the last committed
 state. Writers wait up to `BUSY_TIMEOUT_S` for each other. Keep write
-transactions short: compute a stage's outputs first, then write them.
+transactions short: compute a stage's outputs first, then write them. One
+process at a time runs a run's loop: it holds `runner_lock()` (`lock.py`).
+
+Read-only views. `RunStore(path, readonly=True)` (`RunStore.open(...,
+readonly=True)`, `list_runs`) opens the database with SQLite's `mode=ro`: it
+never migrates, never switches the journal mode, never creates a file, and
+every write raises `StoreError`. It still reads a run on a read-only disk
+(falling back to `immutable=1` when SQLite cannot set up WAL shared memory
+there). Only `create` initialises a database; opening a file that is not a
+PaDA run (empty, foreign, newer) is a one-line `StoreError` and leaves it
+byte-identical, whether read-only or not.
 
 Writes. Every public write is one transaction. `with store.transaction():`
 groups several (nesting works through savepoints) and commits all or nothing;
@@ -26,8 +36,10 @@ duplicates records; the docstrings name the scope.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -46,11 +58,14 @@ from pada.records import (
     Strategy,
     SyntheticSample,
 )
+from pada import stages
 from pada.store import layout
-from pada.store.schema import StoreError, migrate
+from pada.store import lock as runner_locks
+from pada.store.schema import StoreError, check_schema, migrate
 from pada.store.views import (
     ACCEPTED_STATUSES,
     EVENT_LEVELS,
+    LEAKED_STATUS,
     RUN_STATUSES,
     SAMPLE_STATUSES,
     ErrorCount,
@@ -86,14 +101,21 @@ def _check_choice(value: str, allowed: Sequence[str], what: str) -> None:
 
 
 class RunStore:
-    """One run's directory and database. Get one with `RunStore.create` or `RunStore.open`."""
+    """One run's directory and database. Get one with `RunStore.create` or `RunStore.open`.
 
-    def __init__(self, path: str | Path):
+    `readonly=True`: a view that only reads (see the module docstring); `pada status`, `pada runs`
+    and the dashboard's pages use one. `_create` is for `create` alone: it may initialise a new,
+    empty database, which no other opening does.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, _create: bool = False):
         self.path = Path(path)
         self.db_path = self.path / layout.DB_NAME
+        self.readonly = readonly
+        self._create = _create and not readonly
         self._local = threading.local()
         self._config: dict[str, Any] | None = None
-        self._conn()  # connect now: creates or migrates the schema, fails early on a bad file
+        self._conn()  # connect now: checks the file (and a writer migrates it), fails early on a bad one
 
     # ----------------------------------------------------------------- opening
 
@@ -115,7 +137,7 @@ class RunStore:
             path = layout.make_run_dir(root, config, run_id)
         except FileExistsError as err:
             raise StoreError(f"run {run_id!r} already exists under {root}; pick another --run-id") from err
-        store = cls(path)
+        store = cls(path, _create=True)
         now = _now()
         with store._write() as conn:
             conn.execute(
@@ -126,8 +148,11 @@ class RunStore:
         return store
 
     @classmethod
-    def open(cls, run_id_or_path: str | Path, runs_root: str | Path | None = None) -> RunStore:
-        """Open an existing run by id (under the runs root) or by its directory or `run.db` path."""
+    def open(cls, run_id_or_path: str | Path, runs_root: str | Path | None = None, *,
+             readonly: bool = False) -> RunStore:
+        """Open an existing run by id (under the runs root) or by its directory or `run.db` path.
+
+        `readonly=True` for commands that only look (`status`, `runs`): nothing on disk changes."""
         text = str(run_id_or_path)
         candidates = [Path(text).expanduser()]
         if "/" not in text and "\\" not in text:
@@ -136,7 +161,7 @@ class RunStore:
             if candidate.name == layout.DB_NAME:
                 candidate = candidate.parent
             if (candidate / layout.DB_NAME).is_file():
-                return cls(candidate)
+                return cls(candidate, readonly=readonly)
         raise StoreError(
             f"no run {text!r} under {layout.runs_root(runs_root)}; "
             "`python -m pada runs` lists the runs (or pass --runs-dir)"
@@ -147,7 +172,7 @@ class RunStore:
         return self.path.name
 
     def __repr__(self) -> str:
-        return f"RunStore({str(self.path)!r})"
+        return f"RunStore({str(self.path)!r}{', readonly=True' if self.readonly else ''})"
 
     def __enter__(self) -> RunStore:
         return self
@@ -165,20 +190,55 @@ class RunStore:
     # ------------------------------------------------------------- connections
 
     def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see `transaction`).
-        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        if self.readonly:
+            return self._connect_readonly()
+        # mode=rw: opening never creates a missing file; only `create` (mode=rwc) makes a database.
+        conn = self._sqlite("rwc" if self._create else "rw")
         try:
+            # Check before any write: a foreign or empty file must stay byte-identical.
+            check_schema(conn, self.db_path, empty_ok=self._create)
             try:
                 conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
-            except sqlite3.DatabaseError as err:  # e.g. "file is not a database"
-                raise StoreError(f"{self.db_path} is not a readable run database: {err}") from err
+            except sqlite3.OperationalError as err:  # e.g. a read-only disk
+                raise StoreError(f"cannot write run {self.run_id} ({self.db_path}): {err}; "
+                                 "it can still be viewed read-only") from err
             conn.execute("PRAGMA synchronous = NORMAL")  # safe against kill -9 in WAL mode
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             migrate(conn)
         except BaseException:
             conn.close()
             raise
+        return conn
+
+    def _sqlite(self, mode: str, immutable: bool = False) -> sqlite3.Connection:
+        """A connection by URI (`mode` ro / rw / rwc), so SQLite never creates or changes what it should not."""
+        uri = f"file:{urllib.parse.quote(str(self.db_path.resolve()))}?mode={mode}"
+        uri += "&immutable=1" if immutable else ""
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (see `transaction`).
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.OperationalError as err:
+            raise StoreError(f"cannot open run database {self.db_path}: {err}") from err
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """`mode=ro`; on a read-only disk where SQLite cannot create the WAL's shared-memory file, `immutable=1`
+        (nothing can be writing there; a WAL left behind by a crash is then not read)."""
+        conn = self._sqlite("ro")
+        try:
+            check_schema(conn, self.db_path)
+        except StoreError as err:
+            conn.close()
+            if not isinstance(err.__cause__, sqlite3.OperationalError) or os.access(self.path, os.W_OK):
+                raise
+            conn = self._sqlite("ro", immutable=True)
+            try:
+                check_schema(conn, self.db_path)
+            except BaseException:
+                conn.close()
+                raise
+        conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -204,6 +264,8 @@ class RunStore:
                 store.save_failures(it, "validation", failures)
                 store.mark_stage_done(it, "evaluate", signature)
         """
+        if self.readonly:
+            raise StoreError(f"run {self.run_id} is open read-only here; writing needs RunStore({str(self.path)!r})")
         conn = self._conn()
         depth = self._local.depth
         conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT nested_{depth}")
@@ -256,14 +318,18 @@ class RunStore:
     def config(self) -> dict[str, Any]:
         """The run's config as given to `create` (a copy)."""
         if self._config is None:
-            self._config = json.loads(self._query("SELECT config_json FROM run")[0][0])
+            self._config = json.loads(self._run_row("config_json")[0])
         return json.loads(json.dumps(self._config))
 
     def state(self) -> RunState:
-        row = self._query(
-            "SELECT run_id, status, iteration, stage, pid, error, created_at, updated_at FROM run"
-        )[0]
-        return RunState(*row)
+        return RunState(*self._run_row("run_id, status, iteration, stage, pid, error, created_at, updated_at"))
+
+    def _run_row(self, columns: str) -> tuple:
+        rows = self._query(f"SELECT {columns} FROM run")
+        if not rows:  # `create` was killed between making the database and recording the run
+            raise StoreError(f"{self.db_path} has no run record (its creation was interrupted); "
+                             "delete its run directory")
+        return tuple(rows[0])
 
     def _update_run(self, **fields: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -280,8 +346,25 @@ class RunStore:
         self._update_run(iteration=iteration, stage=stage)
 
     def set_pid(self, pid: int | None) -> None:
-        """Record (or clear) the id of the background process running this run."""
+        """Record (or clear) the id of the background process running this run.
+
+        For display only: a stored pid may belong to an unrelated process once the runner is gone.
+        Ask `runner()` which process runs the run before signalling one."""
         self._update_run(pid=pid)
+
+    # ------------------------------------------------------------ the runner
+
+    def runner_lock(self):
+        """Context manager held by the process running this run's loop; `RunLocked` if another one is.
+
+        Nested holds in one process share the lock (`python -m pada resume` takes it, then `Pipeline.run`)."""
+        if self.readonly:
+            raise StoreError(f"run {self.run_id} is open read-only here; running it needs a writable store")
+        return runner_locks.hold(self.path, self.run_id)
+
+    def runner(self) -> runner_locks.Runner | None:
+        """The process holding this run's runner lock now (pid, start time), or None: nobody runs it."""
+        return runner_locks.holder(self.path)
 
     def iterations(self) -> list[int]:
         """Iterations that have any stage done or metric stored, ascending."""
@@ -595,12 +678,23 @@ class RunStore:
             )
         return latest + 1
 
+    def strategies_locked(self, iteration: int) -> str | None:
+        """Why the strategies of `iteration` can no longer change (generation has used them), or None."""
+        if self.stage_done(iteration, stages.GENERATE):
+            return (f"iteration {iteration}'s samples were already generated from these strategies, "
+                    "so an edit would not take effect")
+        return None
+
     def save_strategy_edit(self, iteration: int, cluster_id: int, strategy: Strategy, author: str) -> int:
-        """Store a person's edit of a strategy as a new version; returns the version number."""
+        """Store a person's edit of a strategy as a new version; returns the version number.
+
+        Raises StoreError once generation has used the iteration's strategies."""
+        self._refuse_if_locked(self.strategies_locked(iteration))
         return self._add_strategy_version(iteration, cluster_id, strategy, "edited", author)
 
     def revert_strategy(self, iteration: int, cluster_id: int, version: int, author: str) -> int:
         """Make an old version current again by copying it into a new version; returns the new number."""
+        self._refuse_if_locked(self.strategies_locked(iteration))
         old = {v.version: v for v in self.strategy_history(iteration, cluster_id)}.get(version)
         if old is None:
             raise StoreError(f"iteration {iteration}, cluster {cluster_id} has no strategy version {version}")
@@ -691,7 +785,7 @@ class RunStore:
                 strategy = json_extract(latest.sample_json, '$.based_on_strategy'),
                 based_on_example = json_extract(latest.sample_json, '$.based_on_example'),
                 status = CASE
-                    WHEN samples.status IN ('accepted_human', 'rejected_human') THEN samples.status
+                    WHEN samples.status IN ('accepted_human', 'rejected_human', 'rejected_leak') THEN samples.status
                     WHEN latest.qc_json IS NULL THEN 'pending_qc'
                     WHEN latest.passed THEN 'accepted_qc' ELSE 'rejected_qc' END
             FROM (
@@ -788,23 +882,54 @@ class RunStore:
             for s, q in rows
         ]
 
+    def decisions_locked(self, iteration: int) -> str | None:
+        """Why the samples of `iteration` can no longer be accepted or rejected, or None.
+
+        The decisions are consumed when the next iteration's training set is built."""
+        if self.stage_done(iteration + 1, stages.TRAIN_SET):
+            return (f"iteration {iteration + 1}'s training set was already built from these decisions, "
+                    "so a change would not take effect")
+        return None
+
     def set_sample_status(self, sample_ids: Iterable[str], status: str, author: str,
                           iteration: int | None = None) -> int:
-        """Set the status of many samples at once (a person's review); returns how many rows changed.
+        """Set the status of many samples at once (a review); returns how many rows changed.
 
         Sample ids are unique within an iteration; `iteration=None` updates
-        the ids in every iteration that has them.
+        the ids in every iteration that has them. Samples the leakage guard
+        dropped keep their status (`mark_leaked` is the only way to set it);
+        once the next training set is built, decisions are refused (StoreError).
         """
         _check_choice(status, SAMPLE_STATUSES, "sample status")
+        if status == LEAKED_STATUS:
+            raise ValueError(f"{LEAKED_STATUS!r} is set by the leakage guard only (RunStore.mark_leaked)")
+        sample_ids = list(sample_ids)
+        scope = [iteration] if iteration is not None else [row[0] for row in self._query(
+            "SELECT DISTINCT iteration FROM samples WHERE sample_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sample_ids),))]
+        for one in scope:
+            self._refuse_if_locked(self.decisions_locked(one))
+        return self._update_status(sample_ids, status, author, iteration)
+
+    def mark_leaked(self, sample_ids: Iterable[str], iteration: int) -> int:
+        """The leakage guard's verdict: these samples overlap a validation/test question. Final."""
+        return self._update_status(sample_ids, LEAKED_STATUS, "leakage-guard", iteration)
+
+    def _update_status(self, sample_ids: Iterable[str], status: str, author: str, iteration: int | None) -> int:
         sql = ("UPDATE samples SET status = ?, status_author = ?, status_at = ? "
-               "WHERE sample_id IN (SELECT value FROM json_each(?))")
-        params: list[Any] = [status, author, _now(), json.dumps(list(sample_ids))]
+               "WHERE sample_id IN (SELECT value FROM json_each(?)) AND status != ?")
+        params: list[Any] = [status, author, _now(), json.dumps(list(sample_ids)), LEAKED_STATUS]
         if iteration is not None:
             sql += " AND iteration = ?"
             params.append(iteration)
         with self._write() as conn:
             cursor = conn.execute(sql, params)
         return cursor.rowcount
+
+    @staticmethod
+    def _refuse_if_locked(reason: str | None) -> None:
+        if reason is not None:
+            raise StoreError(f"refused: {reason}")
 
     def accepted_samples(self, iteration: int) -> list[SyntheticSample]:
         """The samples of `iteration` to train on: accepted by the judge or by a person."""
@@ -902,7 +1027,8 @@ def list_runs(runs_root: str | Path | None = None) -> list[RunSummary]:
     """Every run under the runs root, newest first.
 
     A directory whose database cannot be read is listed with status
-    `unreadable` and the reason in `error`, rather than hiding it.
+    `unreadable` and the reason in `error`, rather than hiding it. Reads only:
+    listing never changes a run's files (`readonly=True`).
     """
     root = layout.runs_root(runs_root)
     if not root.is_dir():
@@ -913,7 +1039,7 @@ def list_runs(runs_root: str | Path | None = None) -> list[RunSummary]:
 
 def _summarise(path: Path) -> RunSummary:
     try:
-        with RunStore(path) as store:
+        with RunStore(path, readonly=True) as store:
             state, config = store.state(), store.config()
     except (StoreError, sqlite3.Error, IndexError) as err:  # IndexError: no run row
         return RunSummary(path.name, path, None, "unreadable", None, None, None, str(err), "", "", {})

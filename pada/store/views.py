@@ -18,7 +18,10 @@ from pada.records import ErrorAnalysis, Failure, Message, QCResult, Strategy, Sy
 # Life cycle of a run. `awaiting_review`: paused for a person to review strategies / samples.
 RUN_STATUSES = ("created", "running", "awaiting_review", "completed", "failed", "stopped")
 # A sample is `pending_qc` from generation until the judge scored its latest attempt.
-SAMPLE_STATUSES = ("pending_qc", "accepted_qc", "rejected_qc", "accepted_human", "rejected_human")
+# `rejected_leak`: it overlaps a validation/test question; set only by the leakage guard and final
+# (no review decision, judge verdict or regeneration changes it).
+SAMPLE_STATUSES = ("pending_qc", "accepted_qc", "rejected_qc", "accepted_human", "rejected_human", "rejected_leak")
+LEAKED_STATUS = "rejected_leak"
 ACCEPTED_STATUSES = ("accepted_qc", "accepted_human")
 EVENT_LEVELS = ("debug", "info", "warning", "error")
 
