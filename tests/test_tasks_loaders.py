@@ -227,15 +227,32 @@ def test_task_objects_are_cached(tmp_path):
     assert get_task("arc_challenge", tmp_path) is get_task("arc_challenge", str(tmp_path))
 
 
-def test_missing_data_dir_without_hub_is_one_clear_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never touch the network in tests
+def test_missing_data_dir_is_an_error_not_a_hub_download(tmp_path, monkeypatch):
+    from pada.tasks import hub
+
+    def no_hub(*args):
+        raise AssertionError("a configured but missing data dir must not fall back to the hub")
+
+    monkeypatch.setattr(hub, "_load", no_hub)
     missing = tmp_path / "nowhere"
-    with pytest.raises(TaskError) as err:
-        get_task("gsm8k", missing).pools()
-    message = str(err.value)
-    assert "\n" not in message
-    assert str(missing / "gsm8k" / "train.jsonl") in message and "does not exist" in message
-    assert "--data-dir" in message and "PADA_DATA_DIR" in message
+    for kwargs, source in (({"data_dir": missing}, "--data-dir"), ({}, "PADA_DATA_DIR")):
+        if not kwargs:
+            monkeypatch.setenv("PADA_DATA_DIR", str(missing))
+        with pytest.raises(TaskError) as err:
+            get_task("gsm8k", **kwargs)
+        message = str(err.value)
+        assert "\n" not in message and str(missing) in message and "does not exist" in message
+        assert source in message and "--data-dir" in message and "PADA_DATA_DIR" in message
+
+
+def test_no_configured_data_dir_falls_back_to_the_hub(tmp_path, monkeypatch):
+    from pada import paths
+    from pada.tasks import hub
+
+    monkeypatch.delenv("PADA_DATA_DIR", raising=False)
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "repo")  # ../shared/data does not exist there
+    monkeypatch.setattr(hub, "_load", fake_hub_load)
+    assert [ex.id for ex in get_task("arc_challenge").pools().train] == ["h1"]
 
 
 def test_data_dir_from_environment(tmp_path, monkeypatch):
@@ -268,6 +285,7 @@ def test_hub_rows_become_the_local_records(tmp_path, monkeypatch):
     from pada.tasks import hub
 
     monkeypatch.setattr(hub, "_load", fake_hub_load)
+    (tmp_path / "empty").mkdir()  # an existing data dir without the task's files: those come from the hub
     task = get_task("arc_challenge", tmp_path / "empty")
     pools = task.pools()
     assert [ex.id for ex in pools.train + pools.validation + pools.test] == ["h1", "h2", "h3"]

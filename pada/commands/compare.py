@@ -27,7 +27,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from pada.comparison import compare_runs, write_comparison
-    from pada.config import METHODS, load_config
+    from pada.commands.common import check_output_dir
+    from pada.config import METHODS, load_config, preflight
     from pada.errors import PadaError
     from pada.store import runs_root
 
@@ -36,7 +37,11 @@ def run(args) -> int:
     if unknown or not methods:
         raise PadaError(f"--methods: unknown method {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(METHODS)}")
     config = load_config(args.config)
-    out = Path(args.out) if args.out else runs_root(args.runs_root) / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
+    preflight(config)  # before any run directory is created
+    if args.out:
+        out = check_output_dir(args.out, "--out", force=True)  # comparison.md/.csv are rewritten in place
+    else:
+        out = runs_root(args.runs_root) / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
     rows = compare_runs(config, methods, runs_root=args.runs_root, reuse=not args.fresh)
     markdown, csv_path = write_comparison(rows, out)
     print(markdown.read_text(encoding="utf-8"))

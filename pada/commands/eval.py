@@ -13,33 +13,45 @@ SPLITS = ("train", "validation", "test")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pada.commands.common import positive_int
+
     parser.add_argument("--task", required=True, help="task name, e.g. arc_challenge (see `pada tasks`)")
     parser.add_argument("--split", choices=SPLITS, default="validation", help="which split (default: validation)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N examples of the split")
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N examples of the split")
     parser.add_argument("--adapter", default=None, help="LoRA adapter directory from `pada finetune --out`")
     parser.add_argument("--model", default=None,
                         help="base model (default: the adapter's base model, else smollm2-135m)")
-    parser.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: 16)")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation budget (default: the task's)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="prompts generated together (default: 16)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=None, help="generation budget (default: the task's)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                         help="auto = bfloat16 where the hardware is fast at it, else float32")
     parser.add_argument("--out", default=None, help="write predictions as JSONL (id, prediction, extracted, correct)")
-    parser.add_argument("--train-size", type=int, default=1000, help="training subset size, for --split train")
-    parser.add_argument("--test-size", type=int, default=500, help="fixed test subset size (default: 500)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    parser.add_argument("--train-size", type=positive_int, default=1000, help="training subset size, for --split train")
+    parser.add_argument("--test-size", type=positive_int, default=500, help="fixed test subset size (default: 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training subset, for --split train")
     parser.add_argument("--data-dir", default=None, help="benchmark data root (default: $PADA_DATA_DIR or ../shared/data)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pada.commands.common import check_output_file, check_train_size
     from pada.errors import PadaError
+    from pada.slm.config import check_model
     from pada.slm.evaluate import evaluate, write_predictions
     from pada.slm.generate import load_for_inference
-    from pada.tasks import get_task
+    from pada.tasks import check_data_root, get_task
 
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        raise PadaError("--batch-size and --limit must be >= 1")
+    check_data_root(args.data_dir, "--data-dir")
+    if args.out:
+        check_output_file(args.out, "--out", args.force)
     base_model = args.model or _adapter_base_model(args.adapter)
+    try:
+        check_model(base_model)
+    except PadaError as err:
+        raise PadaError(f"--model: {err}" if args.model else f"base model of --adapter {args.adapter}: {err}") from None
     task = get_task(args.task, data_dir=args.data_dir)
+    if args.split == "train":
+        check_train_size(task, args.train_size)
     splits = task.splits(train_size=args.train_size, test_size=args.test_size, seed=args.seed)
     examples = getattr(splits, args.split)[: args.limit]
     model, tokenizer = load_for_inference(base_model, args.adapter, dtype=args.dtype)
@@ -49,7 +61,13 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(task, examples, model, tokenizer, args.split, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, on_progress=on_progress)
     if args.out:
-        print(f"predictions written to {write_predictions(args.out, result.predictions)}", file=sys.stderr)
+        from pada.commands.common import write_error
+
+        try:
+            written = write_predictions(args.out, result.predictions)
+        except OSError as err:
+            raise write_error("--out", args.out, err) from None
+        print(f"predictions written to {written}", file=sys.stderr)
     print(result.summary())
     return 0
 

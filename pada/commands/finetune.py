@@ -14,8 +14,11 @@ _OWN_FLAGS = {"epochs", "seed"}  # declared explicitly below (seed also picks th
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pada.commands.common import positive_int
+
     parser.add_argument("--task", required=True, help="task name, e.g. arc_challenge (see `pada tasks`)")
-    parser.add_argument("--train-size", type=int, required=True, help="training examples (paper: 300/600/1000)")
+    parser.add_argument("--train-size", type=positive_int, required=True,
+                        help="training examples (paper: 300/600/1000); at most the task's training pool")
     parser.add_argument("--out", required=True, help="directory for the adapter and training_summary.json")
     parser.add_argument("--model", default=None,
                         help="base model: smollm2-135m (default), qwen2.5-coder-0.5b, a local path or a hub id")
@@ -34,7 +37,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: set[str]
         kind = type(spec.default) if spec.default is not dataclasses.MISSING else str
         group.add_argument("--" + spec.name.replace("_", "-"), dest="cfg_" + spec.name, default=spec.default,
                            type=str if kind is bool or spec.name == "target_modules" else kind,
-                           help=f"{spec.metadata.get('help', '')} (default: {spec.default})")
+                           help=f"{spec.metadata.get('help', '')} (default: {spec.default})".replace("%", "%%"))
 
 
 def config_from_args(args: argparse.Namespace) -> LoRAConfig:
@@ -43,14 +46,21 @@ def config_from_args(args: argparse.Namespace) -> LoRAConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pada.commands.common import check_output_dir, check_train_size
     from pada.errors import PadaError
+    from pada.slm.config import check_model
     from pada.slm.train import finetune
-    from pada.tasks import get_task
+    from pada.tasks import check_data_root, get_task
 
     config = config_from_args(args)
+    check_data_root(args.data_dir, "--data-dir")
+    try:
+        check_model(args.model)
+    except PadaError as err:
+        raise PadaError(f"--model: {err}") from None
+    check_output_dir(args.out, "--out", force=True)  # an existing adapter directory is updated in place
     task = get_task(args.task, data_dir=args.data_dir)
-    if args.train_size < 1:
-        raise PadaError(f"--train-size must be >= 1 (got {args.train_size})")
+    check_train_size(task, args.train_size)
     train = task.splits(train_size=args.train_size, seed=args.seed).train
     print(f"fine-tuning {args.model or 'smollm2-135m'} on {len(train)} {task.name} examples "
           f"for {config.epochs:g} epoch(s) -> {args.out}", file=sys.stderr)

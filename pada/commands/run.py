@@ -13,14 +13,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from pada.config import load_config
+    from pada.config import load_config, preflight
     from pada.pipeline import start_run
 
     config = load_config(args.config)
     if args.method:
         from pada.config import from_dict
 
-        config = from_dict(dict(config.to_dict(), method=args.method), source="--method")
+        overridden = from_dict(dict(config.to_dict(), method=args.method), source="--method")
+        overridden._source, overridden._lines = config._source, config._lines
+        config = overridden
+    preflight(config)  # everything is checked before the run directory exists
     store = start_run(config, runs_root=args.runs_root, run_id=args.run_id)
     print(f"run {store.run_id} in {store.path}", flush=True)
     return execute(store)
@@ -35,9 +38,10 @@ def execute(store) -> int:
 
     configure_logging()
     stop_on_sigterm()
-    pipeline = Pipeline(store)
-    pipeline.approve_pending_review()
-    status = pipeline.run()
+    with store.runner_lock():  # one runner per run: a second one exits here with the holder's pid
+        pipeline = Pipeline(store)
+        pipeline.approve_pending_review()
+        status = pipeline.run()
     print(json.dumps(overview(store).to_dict()), flush=True)
     return 0 if status in ("completed", "awaiting_review") else 1
 

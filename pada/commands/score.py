@@ -11,6 +11,7 @@ input file is reported as one line naming the file, line and field.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from pada.errors import DataError
@@ -19,42 +20,61 @@ HELP = "Score a JSONL file of {id, prediction} lines against a task; prints a on
 
 
 def add_arguments(parser) -> None:
+    from pada.commands.common import positive_seconds
+
     parser.add_argument("--task", required=True, help="task name (e.g. gsm8k) or custom:<path.jsonl>")
     parser.add_argument("--predictions", required=True, help='JSONL file of {"id": ..., "prediction": ...} lines')
-    parser.add_argument("--out", help="write one {id, correct, extracted} line per prediction here")
+    parser.add_argument("--out", help="write one {id, correct, extracted} line per prediction to this file")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     parser.add_argument("--data-dir", help="benchmark data root (default: $PADA_DATA_DIR, else ../shared/data)")
     parser.add_argument("--scorer", help="scorer of a custom task: exact, mc, number or code (default exact)")
-    parser.add_argument("--timeout", type=float, help="seconds per program for code tasks (default 10)")
+    parser.add_argument("--timeout", type=positive_seconds,
+                        help="seconds per program for code tasks, > 0 (default 10)")
 
 
-def read_predictions(path: Path) -> list[tuple[int, str, str]]:
-    """(line number, id, prediction) for each non-blank line; any malformed line raises DataError."""
-    if not path.is_file():
-        raise DataError(f"predictions file not found: {path}")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # tolerate a BOM
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason})") from None
-    predictions = []
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def read_predictions(path: Path, warnings: list[str] | None = None) -> list[tuple[int, str, str]]:
+    """(line number, id, prediction) for each non-blank line; any malformed line raises DataError.
+
+    An id given twice is an error (each example is scored once; counting it twice
+    would skew the accuracy). A prediction holding a lone UTF-16 surrogate
+    (`"\\ud800"`: valid JSON, but not text any file or program can hold) is kept
+    and scored with U+FFFD in its place: no gold answer contains a surrogate, so
+    the verdict is the one the raw text would get; `warnings` gets one line
+    naming the file, line and field.
+    """
+    from pada.errors import read_user_text
+    from pada.tasks.sources import parse_json_object
+
+    lines = read_user_text(path, DataError, "--predictions").splitlines()
+    predictions, first_line = [], {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path} line {number}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path} line {number}: expected a JSON object with 'id' and 'prediction'")
+        where = f"{path} line {number}"
+        record = parse_json_object(line, where, error=DataError)
         for field in ("id", "prediction"):
             if field not in record:
-                raise DataError(f"{path} line {number}: field '{field}' is missing")
+                raise DataError(f"{where}: field '{field}' is missing")
         example_id, prediction = record["id"], record["prediction"]
         if isinstance(example_id, bool) or not isinstance(example_id, (str, int)):
-            raise DataError(f"{path} line {number}: field 'id' should be a string, got {type(example_id).__name__}")
+            raise DataError(f"{where}: field 'id' should be a string, got {type(example_id).__name__}")
         if not isinstance(prediction, str):
-            raise DataError(f"{path} line {number}: field 'prediction' should be a string, "
-                            f"got {type(prediction).__name__}")
-        predictions.append((number, str(example_id), prediction))
+            raise DataError(f"{where}: field 'prediction' should be a string, got {type(prediction).__name__}")
+        example_id = str(example_id)
+        if example_id in first_line:
+            raise DataError(f"{where}: field 'id': duplicate id {example_id!r} (first on line "
+                            f"{first_line[example_id]}); give each example one prediction")
+        first_line[example_id] = number
+        lone = _SURROGATE.search(prediction)
+        if lone:
+            prediction = _SURROGATE.sub("\ufffd", prediction)
+            if warnings is not None:
+                warnings.append(f"{where}: field 'prediction': lone surrogate \\u{ord(lone.group()):04x} is not valid text; "
+                     "scored with U+FFFD in its place (line kept)")
+        predictions.append((number, example_id, prediction))
     if not predictions:
         raise DataError(f"{path}: no predictions (the file is empty)")
     return predictions
@@ -72,29 +92,49 @@ def task_options(args) -> dict:
 
 
 def run(args) -> int:
-    from pada.tasks import get_task
+    import sys
+
+    from pada.commands.common import check_output_file
+    from pada.errors import one_line
+    from pada.tasks import check_data_root, get_task
 
     path = Path(args.predictions)
-    predictions = read_predictions(path)
+    check_data_root(args.data_dir, "--data-dir")
+    out = None
+    if args.out:
+        inputs = {"--predictions": path}
+        if args.task.startswith("custom:"):
+            inputs["--task custom:"] = args.task[len("custom:"):]
+        out = check_output_file(args.out, "--out", args.force, inputs)
+    warnings: list[str] = []
+    predictions = read_predictions(path, warnings)
     task = get_task(args.task, args.data_dir, **task_options(args))
     examples = task.lookup({example_id for _, example_id, _ in predictions})
     for number, example_id, _ in predictions:
         if example_id not in examples:
             raise DataError(f"{path} line {number}: field 'id': unknown id {example_id!r} for task {task.name}")
+    for warning in warnings:  # only once the file is known to be usable
+        print(f"warning: {one_line(warning)}", file=sys.stderr)
     results = []
     for _, example_id, prediction in predictions:
         results.append((example_id, task.score(examples[example_id], prediction)))
-    if args.out:
-        write_results(Path(args.out), results)
+    if out is not None:
+        write_results(out, results)
     print(json.dumps(summary(task.name, [score for _, score in results])))
     return 0
 
 
 def write_results(path: Path, results) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
-        for example_id, score in results:
-            out.write(json.dumps({"id": example_id, "correct": score.correct, "extracted": score.extracted}) + "\n")
+    from pada.commands.common import write_error
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            for example_id, score in results:
+                out.write(json.dumps({"id": example_id, "correct": score.correct, "extracted": score.extracted})
+                          + "\n")
+    except OSError as err:
+        raise write_error("--out", path, err) from None
 
 
 def summary(task_name: str, scores) -> dict:

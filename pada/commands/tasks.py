@@ -31,8 +31,9 @@ def describe(task) -> dict:
 
 def run(args) -> int:
     from pada.paths import data_dir
-    from pada.tasks import TASK_NAMES, get_task
+    from pada.tasks import TASK_NAMES, check_data_root, get_task
 
+    check_data_root(args.data_dir, "--data-dir")
     root_missing = not data_dir(args.data_dir).exists()
     rows, errors = [], []
     for name in TASK_NAMES:

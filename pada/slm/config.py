@@ -9,6 +9,8 @@ sequence length are ours, sized for a 2-core CPU (see shared/MEASURED.md:
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -60,8 +62,10 @@ class LoRAConfig:
         for name in ("r", "alpha", "batch_size", "grad_accum", "max_seq_len", "logging_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
-        if self.epochs <= 0 or self.learning_rate <= 0:
-            problems.append("epochs and learning_rate must be > 0")
+        if not (0 < self.epochs < math.inf) or not (0 < self.learning_rate < math.inf):  # also refuses nan
+            problems.append(f"epochs and learning_rate must be finite and > 0 (got {self.epochs}, {self.learning_rate})")
+        if not 0 <= self.weight_decay < math.inf:
+            problems.append(f"weight_decay must be finite and >= 0 (got {self.weight_decay})")
         if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
             problems.append("dropout and warmup_ratio must be in [0, 1)")
         if self.dtype not in DTYPES:
@@ -81,3 +85,73 @@ class LoRAConfig:
         """Build from a dict, ignoring keys this version does not know (older/newer saved runs)."""
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def check_model(name: str | None) -> None:
+    """Fail fast when the SLM `name` cannot be loaded, before anything is created or trained.
+
+    Accepted: a bundled alias whose package is installed, a local model directory
+    (with config.json), or a Hugging Face id that is in the local cache or, when the
+    hub is reachable, exists there. Raises PadaError with one line that starts with
+    the name; callers put the file/line/field or flag in front.
+    """
+    from pathlib import Path
+
+    from pada import bundled
+    from pada.errors import PadaError
+
+    text = str(name or bundled.DEFAULT_SLM).strip()
+    aliases = (bundled.SMOLLM2, bundled.QWEN_CODER)
+    if text.lower() in aliases:
+        try:
+            bundled.check_bundled_model(text)
+        except PadaError as err:
+            raise PadaError(f"{text!r}: {err}") from None
+        return
+    path = Path(text).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise PadaError(f"{text!r}: not a model directory (no config.json in it)")
+        return
+    choices = f"use a bundled alias ({', '.join(aliases)}), a local model directory or a Hugging Face id"
+    if text.startswith(("/", "./", "../", "~")) or not _HUB_ID.match(text):
+        raise PadaError(f"{text!r}: no such model directory; {choices}")
+    reason = _hub_model_problem(text)
+    if reason:
+        raise PadaError(f"{text!r}: not a bundled alias or local directory, and {reason}; {choices}")
+
+
+def _hub_model_problem(repo_id: str) -> str | None:
+    """Why the hub model `repo_id` cannot be loaded (None: it is cached, or the hub says it exists)."""
+    import os
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return "huggingface_hub is not installed"
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return None
+    except Exception:  # noqa: BLE001 - an odd id or cache layout: ask the hub below
+        pass
+    if any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+           for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return "it is not in the Hugging Face cache (HF_HUB_OFFLINE is set)"
+    from pada.tasks.hub import _unreachable_reason
+
+    unreachable = _unreachable_reason()
+    if unreachable:
+        return f"it is not in the Hugging Face cache and the hub is unreachable ({unreachable})"
+    try:
+        from huggingface_hub import HfApi
+        from huggingface_hub.utils import RepositoryNotFoundError
+
+        HfApi().model_info(repo_id, timeout=10)
+    except RepositoryNotFoundError:
+        return "the Hugging Face hub has no such model (or it is private)"
+    except Exception:  # noqa: BLE001 - a flaky network is not the user's mistake; loading will tell
+        return None
+    return None

@@ -55,6 +55,8 @@ def get_task(name: str, data_dir: str | os.PathLike | None = None, **options: An
     cls = CustomTask if key_name == CUSTOM else BUILTIN_TASKS.get(key_name)
     if cls is None:
         raise TaskError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)}, custom:<path.jsonl>")
+    if cls is not CustomTask:  # a custom task reads only its own file
+        check_data_root(data_dir)
     cache_key = (key_name, str(_data_root(data_dir)), _options_key(options))
     if cache_key not in _CACHE:
         try:
@@ -62,6 +64,26 @@ def get_task(name: str, data_dir: str | os.PathLike | None = None, **options: An
         except TypeError as err:
             raise TaskError(f"bad option for task {key_name!r}: {err}") from None
     return _CACHE[cache_key]
+
+
+def check_data_root(override: str | os.PathLike | None = None, flag: str = "--data-dir / data_dir") -> None:
+    """A data directory the user configured (`override`, named `flag` in messages, or PADA_DATA_DIR) must exist.
+
+    Only when none is configured may a task fall back to the Hugging Face hub
+    (through ../shared/data being absent); a typo in a path must not silently
+    download data, or fail two minutes later with a hub error.
+    """
+    if override:
+        value, source = override, flag
+    elif os.environ.get("PADA_DATA_DIR"):
+        value, source = os.environ["PADA_DATA_DIR"], "PADA_DATA_DIR"
+    else:
+        return
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise TaskError(f"{source} {value}: {what}; point --data-dir or PADA_DATA_DIR at the benchmark data "
+                        "folder, or leave both unset to use the Hugging Face hub copy")
 
 
 def _data_root(override) -> Path:
@@ -84,5 +106,5 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-__all__ = ["TASK_NAMES", "CUSTOM", "CUSTOM_SCORERS", "BUILTIN_TASKS", "get_task", "clear_cache",
+__all__ = ["TASK_NAMES", "CUSTOM", "CUSTOM_SCORERS", "BUILTIN_TASKS", "get_task", "clear_cache", "check_data_root",
            "Task", "TaskError", "Pools", "Splits"]

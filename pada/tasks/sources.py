@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,15 +58,70 @@ def read_jsonl(path: Path) -> Iterator[Row]:
     for index, line in enumerate(raw.split(b"\n")):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except UnicodeDecodeError as err:
-            raise TaskError(f"{path} line {index + 1}: not UTF-8 text ({err.reason})") from None
-        except json.JSONDecodeError as err:
-            raise TaskError(f"{path} line {index + 1}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise TaskError(f"{path} line {index + 1}: expected a JSON object, got {type(record).__name__}")
-        yield Row(record, str(path), index)
+        yield Row(parse_json_object(line, f"{path} line {index + 1}"), str(path), index)
+
+
+class _NotJSON:
+    """Stands in for NaN, Infinity or a number too big for a float while a line is parsed."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _parse_float(text: str):
+    value = float(text)
+    return value if math.isfinite(value) else _NotJSON(text)
+
+
+def _find_not_json(record: Any) -> tuple[str, str] | None:
+    """(field path, text) of the first NaN / Infinity / overflowing number in a parsed record."""
+    stack: list[tuple[str, Any]] = [("", record)]
+    while stack:
+        name, value = stack.pop()
+        if isinstance(value, _NotJSON):
+            return name or "(value)", value.text
+        if isinstance(value, dict):
+            stack.extend((f"{name}.{key}" if name else str(key), v) for key, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{name}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return None
+
+
+def parse_json_object(line: bytes | str, where: str, error: type[Exception] = TaskError) -> dict[str, Any]:
+    """One JSONL line as a dict; anything else raises `error` naming `where` (file and line) and the field.
+
+    Refused with one line instead of a traceback or a silent oddity: bytes that are
+    not UTF-8, invalid JSON, nesting too deep for the parser (RecursionError),
+    NaN / Infinity (not JSON values, though Python's json accepts them) and
+    numbers that overflow a float.
+    """
+    seen: list[str] = []
+
+    def constant(text: str):
+        seen.append(text)
+        return _NotJSON(text)
+
+    def number(text: str):
+        value = _parse_float(text)
+        if isinstance(value, _NotJSON):
+            seen.append(text)
+        return value
+
+    try:
+        record = json.loads(line, parse_constant=constant, parse_float=number)
+    except UnicodeDecodeError as err:
+        raise error(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise error(f"{where}: not valid JSON ({err.msg}, column {err.colno})") from None
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply to read (thousands of levels); "
+                    "write one flat object per line") from None
+    if not isinstance(record, dict):
+        raise error(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if seen:
+        name, text = _find_not_json(record) or ("(value)", seen[0])
+        raise error(f"{where}: field '{name}': {text} is not a JSON number; write a finite number or text")
+    return record
 
 
 def hub_rows(records: Iterable[dict[str, Any]], name: str) -> list[Row]:
