@@ -17,15 +17,9 @@ from pada.store import RunStore
 
 def process_alive(pid: int | None) -> bool:
     """Whether a process with this id is running (a zombie, ended but not reaped by its parent, is not)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
+    from pada.store.lock import pid_exists
+
+    return bool(pid) and pid_exists(pid) and not _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:
@@ -36,9 +30,37 @@ def _zombie(pid: int) -> bool:
     return stat[stat.rfind(")") + 2:].startswith("Z")  # the state follows the parenthesised command name
 
 
-def effective_status(status: str, pid: int | None) -> str:
-    """The stored status, or `interrupted` when a `running` run's process is gone (killed, crashed)."""
-    if status == "running" and not process_alive(pid):
+def process_start_time(pid: int | None) -> int | None:
+    """When process `pid` started (clock ticks since boot; None without procfs or process): with the pid,
+    it names one process for good, as a pid alone does not once the system reuses it."""
+    from pada.store.lock import process_start_time as start_time
+
+    return start_time(pid) if pid else None
+
+
+def same_process(pid: int | None, started: int | None) -> bool:
+    """`pid` is alive and is the process that started at `started` (not a later one given the same pid)."""
+    if not process_alive(pid):
+        return False
+    return started is None or process_start_time(pid) in (None, started)
+
+
+def runner_alive(pid: int | None, run_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the run's loop is running: some process holds its runner lock (`run_dir` given),
+    else, for callers that only know the stored pid, whether a process with that pid is alive."""
+    if run_dir is not None:
+        from pada.store.lock import holder
+
+        return holder(run_dir) is not None
+    return process_alive(pid)
+
+
+def effective_status(status: str, pid: int | None, run_dir: str | os.PathLike | None = None) -> str:
+    """The stored status, or `interrupted` when a `running` run's process is gone (killed, crashed).
+
+    Pass `run_dir` wherever it is known: the run's lock then says whether its runner lives, which a
+    stored pid cannot (the system may have given it to another process since)."""
+    if status == "running" and not runner_alive(pid, run_dir):
         return "interrupted"
     return status
 
@@ -63,7 +85,7 @@ class RunOverview:
 
 def overview(store: RunStore) -> RunOverview:
     state, config = store.state(), store.config()
-    status = effective_status(state.status, state.pid)  # "interrupted": `pada resume` continues it
+    status = effective_status(state.status, state.pid, store.path)  # "interrupted": `pada resume` continues it
     headline = headline_metric(config, {row.name for row in store.metrics()})
     metrics: dict[str, dict[str, float]] = {}
     for row in store.metrics(name=headline):

@@ -11,6 +11,12 @@ Two halves:
   not offer (text search over failures, originals of synthetic samples).
 - processes: launch a run or a resume as a detached `python -m pada` process,
   stop one with SIGTERM to its process group, read the tail of its log.
+
+Stores. Views read through a read-only `RunStore` (`readonly=True`: never
+migrates or writes, works on a read-only disk); what changes a run (stopping
+it, a reviewer's edits) opens a writable one (`writable_store`). Processes are
+named by pid plus start time, and a run's process is the one holding its
+runner lock, never a bare stored pid the system may have reused.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import pandas as pd
 
 from pada.records import ClusteringResult, Failure, Strategy
 from pada.runs import (  # noqa: F401  (the pages use them through views)
-    effective_status, headline_metric, process_alive, usage_totals,
+    effective_status, headline_metric, process_alive, process_start_time, same_process, usage_totals,
 )
 from pada.store import RunStore, RunSummary, StoredSample, StrategyVersion, list_runs, runs_root
 from pada.store.layout import readable_run_id
@@ -56,6 +62,11 @@ def app_runs_root() -> Path:
 def run_config(store: RunStore) -> dict[str, Any]:
     """The stored config as a dict."""
     return store.config()
+
+
+def writable_store(store: RunStore) -> RunStore:
+    """`store` itself when it may write, else a writable store on the same run (StoreError on a read-only disk)."""
+    return RunStore(store.path) if store.readonly else store
 
 
 
@@ -95,14 +106,14 @@ def run_row(summary: RunSummary) -> dict[str, Any]:
     iterations = config.get("iterations")
     row: dict[str, Any] = {
         "run": summary.run_id, "task": summary.task, "method": config.get("method"),
-        "status": effective_status(summary.status, summary.pid),
+        "status": effective_status(summary.status, summary.pid, summary.path),
         "iteration": f"{summary.iteration or 0} / {iterations or '?'}", "stage": summary.stage or "",
         "metric": None, "validation": None, "test": None, "tokens": 0, "cost_usd": 0.0,
         "created": summary.created_at[:19].replace("T", " "), "error": summary.error,
     }
     if summary.status == "unreadable":
         return row
-    with RunStore(summary.path) as store:
+    with RunStore(summary.path, readonly=True) as store:
         metric = headline_metric(config, {m.name for m in store.metrics()})
         latest = latest_metrics(store, metric)
         totals = usage_totals(store)
@@ -418,6 +429,12 @@ class Launch:
     pid: int
     log_path: Path
     command: tuple[str, ...]
+    started: int | None = None  # the process's start time: with the pid, it names this process for good
+
+    @property
+    def alive(self) -> bool:
+        """The launched process is still running (not some later process that got its pid)."""
+        return same_process(self.pid, self.started)
 
 
 def quickstart_dict() -> dict[str, Any]:
@@ -440,10 +457,37 @@ def merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
 
 
 def build_config(overrides: Mapping[str, Any], base: Mapping[str, Any] | None = None):
-    """A validated `RunConfig`: the quickstart (or `base`) with the form's overrides. Raises ConfigError."""
+    """A validated `RunConfig`: the quickstart (or `base`) with the form's overrides. Raises ConfigError.
+
+    The overrides may not turn off the code sandbox (`refuse_unsandboxed`)."""
     from pada.config import from_dict
 
+    refuse_unsandboxed(overrides, "new run form")
     return from_dict(merged(base if base is not None else quickstart_dict(), overrides), source="new run form")
+
+
+UNSANDBOXED_KEY = "allow_unsandboxed"
+
+
+def refuse_unsandboxed(data: Any, source: str, where: str = "") -> None:
+    """ConfigError if `data` sets `allow_unsandboxed` anywhere (`task_options.allow_unsandboxed`, ...).
+
+    Whoever can reach the dashboard must not be able to make it run model-written code outside the
+    sandbox; that choice belongs to the machine's owner, in a terminal. Only an explicit false passes.
+    """
+    from pada.config import ConfigError
+
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            path = f"{where}{key}"
+            if key == UNSANDBOXED_KEY and value not in (False, None):
+                raise ConfigError(f"{source}: {path}: the dashboard does not launch runs that execute code "
+                                  "without the sandbox; start such a run from a terminal on a trusted machine "
+                                  "(`python -m pada run --config FILE`)")
+            refuse_unsandboxed(value, source, f"{path}.")
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            refuse_unsandboxed(value, source, f"{where}{index}.")
 
 
 def _child_env() -> dict[str, str]:
@@ -471,8 +515,9 @@ def _spawn(args: list[str], run_id: str, root: Path) -> Launch:
         log.flush()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=REPO_ROOT, env=_child_env(), start_new_session=True)
+    started = process_start_time(process.pid)  # before the reaper can let the pid go
     _reap(process)
-    return Launch(run_id=run_id, pid=process.pid, log_path=log_path, command=tuple(command))
+    return Launch(run_id=run_id, pid=process.pid, log_path=log_path, command=tuple(command), started=started)
 
 
 def new_run_id(config: Mapping[str, Any]) -> str:
@@ -491,6 +536,7 @@ def launch_run(config, root: Path | None = None, run_id: str | None = None) -> L
 
     root = runs_root(root).resolve()
     data = config.to_dict()
+    refuse_unsandboxed(data, "dashboard launch")
     run_id = run_id or new_run_id(data)
     config_path = root / LAUNCH_DIR / f"{run_id}.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -503,39 +549,54 @@ def resume_run(store: RunStore) -> Launch:
     state = store.state()
     if state.status == "completed":
         raise ValueError(f"run {store.run_id} is already completed")
-    if state.status == "running" and process_alive(state.pid):
-        raise ValueError(f"run {store.run_id} is still running (pid {state.pid}); stop it first")
+    runner = store.runner()
+    if runner is not None:  # the resume would exit at once on the run's lock
+        by = f"pid {runner.pid}" if runner.pid else "another process"
+        raise ValueError(f"run {store.run_id} is still running ({by}); stop it first")
     root = store.path.parent.resolve()
     return _spawn(["resume", store.run_id, "--runs-root", str(root)], store.run_id, root)
 
 
 def stop_run(store: RunStore, wait_s: float = 10.0) -> str:
-    """SIGTERM the run's process group, wait for it to go, and record the run as stopped.
+    """SIGTERM the run's runner, wait for it to go, and record the run as stopped.
 
-    The loop is started in its own session, so its process group holds it and
-    every worker it spawned. A stage cut short is redone on resume (its
-    records are written atomically with its done marker).
+    The runner is the process holding the run's lock, confirmed by its start
+    time; the pid stored in the run is never signalled on its own word (once
+    the runner is gone the system may give it to any process). A runner that
+    leads its own process group (the dashboard starts runs in a new session)
+    gets the SIGTERM for the whole group, so every worker it spawned goes too;
+    one started in a terminal gets it alone. A stage cut short is redone on
+    resume (its records are written atomically with its done marker).
     """
     state = store.state()
-    pid = state.pid
-    if not process_alive(pid):
+    runner = store.runner()
+    if runner is None:
         if state.status == "running":
-            store.set_status("stopped", error="its process had already ended")
-            store.set_pid(None)
+            writer = writable_store(store)
+            writer.set_status("stopped", error="its process had already ended")
+            writer.set_pid(None)
         return f"run {store.run_id} has no running process"
+    pid = runner.pid
+    if not runner.confirmed:
+        return (f"run {store.run_id} is locked, but pid {pid} is no longer the process that locked it "
+                "(a worker it forked may still hold the lock); nothing was signalled")
     try:
-        os.killpg(os.getpgid(pid), signal.SIGTERM)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGTERM)
+        else:
+            os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + wait_s
-    while process_alive(pid) and time.monotonic() < deadline:
+    while store.runner() is not None and time.monotonic() < deadline:
         time.sleep(0.1)
-    if process_alive(pid):
+    if store.runner() is not None:
         return f"sent SIGTERM to run {store.run_id} (pid {pid}); it is still shutting down"
-    if store.state().status in ACTIVE_STATUSES:
-        store.set_status("stopped", error="stopped from the dashboard")
-        store.set_pid(None)
-    store.log_event("warning", "stopped from the dashboard", iteration=state.iteration, stage=state.stage)
+    writer = writable_store(store)
+    if writer.state().status in ACTIVE_STATUSES:
+        writer.set_status("stopped", error="stopped from the dashboard")
+        writer.set_pid(None)
+    writer.log_event("warning", "stopped from the dashboard", iteration=state.iteration, stage=state.stage)
     return f"stopped run {store.run_id}"
 
 

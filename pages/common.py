@@ -2,6 +2,8 @@
 
 Caching: one `RunStore` per run directory (`st.cache_resource`; the store
 gives each thread its own sqlite connection, so sharing the object is safe)
+opened read-only (viewing never changes a run's files and works on a
+read-only disk), plus a writable one for the review pages' edits
 and query results under `st.cache_data`, keyed on the run's directory and its
 `data_version()`: any write to the run (the loop's or a reviewer's) changes the
 key, so a page never shows stale data and never re-queries unchanged data.
@@ -118,7 +120,25 @@ def runs_root() -> Path:
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def open_store(path: str) -> RunStore:
+    """A read-only view of the run: what every page reads through."""
+    return RunStore(path, readonly=True)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def open_writable_store(path: str) -> RunStore:
+    """The run opened for writing: reviewers' strategy edits and sample decisions (StoreError on a read-only disk)."""
     return RunStore(path)
+
+
+def editable(store: RunStore) -> RunStore:
+    """A writable store on `store`'s run; the read-only one, with a warning, where the run cannot be written."""
+    from pada.store import StoreError
+
+    try:
+        return open_writable_store(str(store.path))
+    except StoreError as err:
+        st.warning(f"Edits are disabled: {err}", icon=":material/lock:")
+        return store
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
@@ -132,7 +152,7 @@ def run_ids(root: str) -> list[tuple[str, str]]:
     """(run id, status) of every run, newest first, for the sidebar picker."""
     from pada.store import list_runs
 
-    return [(s.run_id, views.effective_status(s.status, s.pid)) for s in list_runs(Path(root))]
+    return [(s.run_id, views.effective_status(s.status, s.pid, s.path)) for s in list_runs(Path(root))]
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -153,7 +173,7 @@ def refresh_run_lists() -> None:
 def starting(run_id: str) -> views.Launch | None:
     """This session's launch of `run_id` whose process is alive but has not taken the run over yet."""
     launch = st.session_state.get(LAUNCHES_KEY, {}).get(run_id)
-    if launch is None or not views.process_alive(launch.pid):
+    if launch is None or not launch.alive:
         return None
     path = runs_root() / run_id
     if (path / "run.db").is_file() and open_store(str(path)).state().pid == launch.pid:
@@ -194,10 +214,13 @@ def require_run() -> RunStore:
 
 def run_page(title: str, continue_key: str | None = None) -> RunStore:
     """The top of every page about one run: frame, title, the selected run (the page stops without
-    one) and its status line; review pages also get the continue button (`continue_key`)."""
+    one) and its status line; review pages also get the continue button (`continue_key`) and a
+    writable store for their edits, every other page a read-only view."""
     require_frame()
     st.title(title)
     store = require_run()
+    if continue_key:
+        store = editable(store)
     status_line(store)
     if continue_key:
         continue_button(store, key=continue_key)
@@ -214,7 +237,7 @@ def author() -> str:
 def status_line(store: RunStore) -> None:
     """One caption under a page title: which run, its status and where the loop is."""
     state = store.state()
-    status = views.effective_status(state.status, state.pid)
+    status = views.effective_status(state.status, state.pid, store.path)
     where = ""
     if state.iteration is not None:
         where = f" · iteration {state.iteration}"
@@ -227,7 +250,7 @@ def status_line(store: RunStore) -> None:
 def not_yet(store: RunStore, what: str) -> None:
     """Empty state: nothing of `what` yet, and why (where the run is)."""
     state = store.state()
-    status = views.effective_status(state.status, state.pid)
+    status = views.effective_status(state.status, state.pid, store.path)
     if status in ("running", "created"):
         at = f"at iteration {state.iteration}, stage {state.stage}" if state.stage else "starting"
         st.info(f"No {what} yet: the run is {at}. This page fills in as the run gets there.")

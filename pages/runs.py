@@ -44,7 +44,7 @@ def pending_launches(known: set[str]) -> None:
         if run_id in known:
             continue
         tail = views.log_tail(launch.log_path, 15)
-        if views.process_alive(launch.pid):
+        if launch.alive:
             st.info(f"Starting run `{run_id}` (pid {launch.pid})…", icon=":material/hourglass_top:")
         else:
             st.error(f"Run `{run_id}` ended before it started. Its log (`{launch.log_path}`):")
@@ -75,7 +75,7 @@ def selected_run_panel() -> None:
     if store is None:
         return
     state = store.state()
-    status = views.effective_status(state.status, state.pid)
+    status = views.effective_status(state.status, state.pid, store.path)
     config = views.run_config(store)
     st.subheader(f"Run `{store.run_id}`")
     cols = st.columns(4)
@@ -96,7 +96,7 @@ def selected_run_panel() -> None:
     elif status == "interrupted":
         st.warning("Its process ended without recording why (killed or crashed). Resume continues from the "
                    "last completed stage.")
-    actions(store, status, state.pid)
+    actions(store, status)
     events = views.events_frame(store, 15)
     with st.expander("Recent events", expanded=status in views.ACTIVE_STATUSES):
         if events.empty:
@@ -112,12 +112,14 @@ def selected_run_panel() -> None:
             st.code(tail, language="text")
 
 
-def actions(store, status: str, pid: int | None) -> None:
-    """Stop a running run; resume a paused, stopped, failed or interrupted one."""
+def actions(store, status: str) -> None:
+    """Stop a running run; resume a paused, stopped, failed or interrupted one.
+
+    Whether it runs is asked of its lock (`store.runner()`), not of the stored pid."""
     if common.starting(store.run_id):
         st.info("Starting… the run's process is loading.", icon=":material/hourglass_top:")
         return
-    if status in views.ACTIVE_STATUSES and views.process_alive(pid):
+    if status in views.ACTIVE_STATUSES and store.runner() is not None:
         if st.button("Stop", icon=":material/stop:", key="stop-run",
                      help="SIGTERM to the run's processes; resume later continues from the last completed stage"):
             with st.spinner("Stopping…"):
@@ -143,8 +145,7 @@ def actions(store, status: str, pid: int | None) -> None:
 def any_active(frame) -> bool:
     """A run is running or starting: the live view keeps refreshing."""
     launches = st.session_state.get(LAUNCHES_KEY, {}).values()
-    return bool(frame["status"].isin(views.ACTIVE_STATUSES).any()) or any(
-        views.process_alive(launch.pid) for launch in launches)
+    return bool(frame["status"].isin(views.ACTIVE_STATUSES).any()) or any(launch.alive for launch in launches)
 
 
 def live_view(refreshing: bool) -> None:

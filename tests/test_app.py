@@ -282,10 +282,16 @@ def test_continue_run_resumes_a_paused_run(runs):
 def test_stop_run_ends_the_process_group_and_marks_the_run_stopped(runs):
     root, run_id = runs
     store = RunStore.open(run_id, runs_root=root)
-    # A stand-in for the loop: a process in its own session with a child of its own (a worker).
-    code = ("import subprocess, sys, time; "
+    # A stand-in for the loop: a process in its own session holding the run's lock (so it is the run's
+    # runner), with a child of its own (a worker).
+    code = ("import subprocess, sys, time; from pada.store import RunStore; "
+            "lock = RunStore.open(sys.argv[1]).runner_lock(); lock.__enter__(); "
             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)")
-    loop = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    loop = subprocess.Popen([sys.executable, "-c", code, str(store.path)], start_new_session=True,
+                            env=dict(os.environ, PYTHONPATH=str(Path(APP).parent)))
+    deadline = time.monotonic() + 30
+    while store.runner() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     time.sleep(0.5)
     worker_pids = [int(p) for p in subprocess.run(["pgrep", "-g", str(loop.pid)], capture_output=True,
                                                    text=True).stdout.split() if int(p) != loop.pid]

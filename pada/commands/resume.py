@@ -11,19 +11,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import os
-
     from pada.commands.run import execute
-    from pada.errors import PadaError
-    from pada.runs import process_alive
     from pada.store import RunStore
 
     store = RunStore.open(args.run, runs_root=args.runs_root)
-    state = store.state()
-    if state.status == "completed":
-        print(f"run {store.run_id} is already completed")
-        return 0
-    if state.status == "running" and process_alive(state.pid) and state.pid != os.getpid():
-        raise PadaError(f"run {store.run_id} is still running (pid {state.pid}); stop it first")
-    print(f"resuming run {store.run_id} at iteration {state.iteration}, stage {state.stage}", flush=True)
-    return execute(store)
+    # The run's lock, not its stored pid, says whether it is running: a second runner (another resume,
+    # the dashboard's) fails here with one line naming the pid that holds it.
+    with store.runner_lock():
+        state = store.state()
+        if state.status == "completed":
+            print(f"run {store.run_id} is already completed")
+            return 0
+        print(f"resuming run {store.run_id} at iteration {state.iteration}, stage {state.stage}", flush=True)
+        return execute(store)

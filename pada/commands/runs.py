@@ -24,9 +24,12 @@ def run(args) -> int:
         print(f"{'run':<44} {'status':<16} {'it':>3} {'stage':<18} {'val':>7} {'test':>7} {'cost $':>8}")
     for summary in runs:
         if summary.status == "unreadable":
-            print(f"{summary.run_id:<44} unreadable: {summary.error}")
+            if args.json:
+                print(json.dumps({"run_id": summary.run_id, "status": "unreadable", "error": summary.error}))
+            else:
+                print(f"{summary.run_id:<44} unreadable: {summary.error}")
             continue
-        with RunStore.open(summary.path) as store:
+        with RunStore.open(summary.path, readonly=True) as store:  # listing never changes a run's files
             info = overview(store)
         if args.json:
             print(json.dumps(info.to_dict()))

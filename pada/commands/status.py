@@ -24,7 +24,8 @@ def run(args) -> int:
         if not runs:
             raise PadaError(f"no runs under {runs_root(args.runs_root)}; start one with `python -m pada run --config ...`")
         target = str(runs[0].path)
-    with RunStore.open(target, runs_root=args.runs_root) as store:
+    # Read-only: looking at a run never migrates, locks or otherwise changes its files.
+    with RunStore.open(target, runs_root=args.runs_root, readonly=True) as store:
         info = overview(store)
         if args.json:
             print(json.dumps(info.to_dict()))

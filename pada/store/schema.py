@@ -2,9 +2,11 @@
 
 Each entry of `MIGRATIONS` moves the schema one version up; version N is
 reached by applying the first N entries in order. `migrate` runs the missing
-ones on open, each in its own write transaction together with its
-`user_version` bump, so a crash mid-migration leaves the previous version
-intact. Never edit a released migration: append a new one.
+ones when a writer opens the run, each in its own write transaction together
+with its `user_version` bump, so a crash mid-migration leaves the previous
+version intact. Readers (`pada status`, `pada runs`, the dashboard's views)
+never migrate: `check_schema` only reads. Never edit a released migration:
+append a new one.
 
 Layout: records are stored as the JSON of their pydantic model
 (`*_json` columns) plus the few columns the dashboard filters, sorts or
@@ -14,6 +16,7 @@ so writing a stage's records twice replaces them instead of duplicating them.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 
@@ -243,13 +246,51 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
+def check_schema(conn: sqlite3.Connection, db_path: object, *, empty_ok: bool = False) -> int:
+    """The version of a PaDA run database, or a one-line `StoreError` for anything else; reads only.
+
+    Refused: a file SQLite cannot read, an empty file or database (unless `empty_ok`: `RunStore.create`
+    initialises the database it just made), any SQLite file without PaDA's `run` table (someone else's
+    database: left byte-identical, never migrated), and a schema newer than this code.
+    """
+    try:
+        version = schema_version(conn)
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as err:  # e.g. "file is not a database"
+        raise StoreError(f"{db_path} is not a readable run database: {err}") from err
+    if version == 0 and not tables:
+        if empty_ok:
+            return 0
+        what = "an empty file" if _size(db_path) == 0 else "an empty SQLite database"
+        raise StoreError(f"{db_path} is {what}, not a PaDA run database (its creation never finished?); "
+                         "move it away or delete its run directory")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"run database {db_path} has schema v{version}, newer than this PaDA Studio "
+                         f"(v{SCHEMA_VERSION}); upgrade PaDA Studio to open it")
+    if version == 0 or "run" not in tables:
+        shown = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
+        raise StoreError(f"{db_path} is an SQLite database but not a PaDA run (tables: {shown}); "
+                         "left untouched")
+    return version
+
+
+def _size(path: object) -> int | None:
+    try:
+        return os.path.getsize(str(path))
+    except OSError:
+        return None
+
+
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Bring the database up to `target` (default: the latest); return the version reached.
 
     `conn` must be in autocommit mode (`isolation_level=None`). Each step runs
     in a `BEGIN IMMEDIATE` transaction that re-reads the version first, so two
-    processes opening the same old run do not both migrate it.
+    processes opening the same old run do not both migrate it. A version-0
+    database that already has tables is someone else's: refused, untouched.
     """
+    if schema_version(conn) == 0 and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+        raise StoreError("refusing to add PaDA's tables to a database that has tables of its own")
     if schema_version(conn) > SCHEMA_VERSION:
         raise StoreError(
             f"run database schema v{schema_version(conn)} is newer than this PaDA Studio "
