@@ -1,4 +1,9 @@
-"""Shared test settings: nothing in the suite may touch the network."""
+"""Shared test settings: nothing in the suite may touch the network.
+
+The test doubles (scripted LLM stand-in, tiny model) live in tests/doubles/ and are installed from
+here; the product neither ships nor names them. A test plugs the stand-in in the way any in-process
+model is plugged in, `pada.llm.client.register_provider` (see doubles/scripted_llm.py).
+"""
 
 import json
 import os
@@ -19,14 +24,25 @@ import uuid  # noqa: E402
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def scripted_provider():
+    """The `scripted/` provider for the whole session: a stand-in answering every PaDA stage.
+
+    Tests that script their own replies register a fresh stand-in over it (`scripted_llm.register()`).
+    """
+    from doubles.pada_script import install
+
+    return install()
+
+
 @pytest.fixture
 def stand_in():
-    """The scripted LLM stand-in (pada/llm/scripted.py; canned replies, not a model) answering generation
+    """The scripted LLM stand-in (doubles/scripted_llm.py; canned replies, not a model) answering generation
     and quality-control requests; `.received` holds every request it was sent."""
-    from pada.agents.scripted_generation import generation_script
-    from pada.llm import scripted
+    from doubles import scripted_llm
+    from doubles.scripted_generation import generation_script
 
-    stand_in = scripted.register()
+    stand_in = scripted_llm.register()
     stand_in.set_script(generation_script())
     return stand_in
 
@@ -45,7 +61,7 @@ def tiny_slm_dir(tmp_path_factory):
     Pass it anywhere a base model name/path is accepted (`pada.slm.train.finetune`,
     `pada.slm.generate.load_for_inference`, `--model`).
     """
-    from pada.slm.testing import build_tiny_model
+    from doubles.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_slm"), seed=0)
 
@@ -80,13 +96,11 @@ def pipeline_run(tmp_path_factory, tiny_slm_dir):
 
     Returns (runs_root, run_id). Tests must not modify it; copy it first (`shutil.copytree`) to edit.
     """
-    from pada.agents import scripted
+    from doubles.pada_script import install
     from pada.config import from_dict
-    from pada.llm.scripted import register
     from pada.pipeline import Pipeline, start_run
 
-    stand_in = register()  # a fresh stand-in, whatever earlier tests scripted
-    stand_in.set_script(scripted.pada_script())
+    stand_in = install()  # a fresh stand-in, whatever earlier tests scripted
     runs_root = tmp_path_factory.mktemp("runs")
     config = from_dict(tiny_run_config(tiny_slm_dir))
     store = start_run(config, runs_root=runs_root, run_id="tiny-pada")

@@ -1,7 +1,7 @@
 """Error analysis, pattern categorisation and strategy drafting through the real LLMClient.
 
-The LLM is the scripted test stand-in (`pada.llm.scripted`, provider "scripted/...") answering
-with `pada.agents.scripted_analysis` handlers, or with per-test handlers that misbehave on purpose.
+The LLM is the scripted test stand-in (`doubles.scripted_llm`, provider "scripted/...") answering
+with `doubles.scripted_analysis` handlers, or with per-test handlers that misbehave on purpose.
 `schema_retries=0` so every request the stage makes is exactly one scripted request.
 """
 
@@ -10,6 +10,8 @@ import re
 
 import pytest
 
+from doubles import scripted_llm as scripted
+from doubles.scripted_analysis import analysis_script, error_analysis_reply
 from pada.agents.error_analysis import (
     ErrorAnalysisConfig,
     analyse_failures,
@@ -17,10 +19,8 @@ from pada.agents.error_analysis import (
     select_failures,
 )
 from pada.agents.patterns import FAILED_MARK as PATTERN_FAILED, PatternConfig, categorise_patterns
-from pada.agents.scripted_analysis import analysis_script, error_analysis_reply
 from pada.agents.strategies import FAILED_MARK as STRATEGY_FAILED, StrategyConfig, draft_strategies
 from pada.llm import LLMClient, LLMConfig
-from pada.llm import scripted
 from pada.llm.prompts import preview
 from pada.records import ClusteringResult, ClusterPoint, ErrorAnalysis, Failure, Pattern
 

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import scripted_client as client
+from doubles.scripted_generation import generation_script
 from pada.agents.budget import BudgetConfig, error_quotas, plan_budget, split_evenly
 from pada.agents.generation import (
     GenerationConfig,
@@ -20,7 +21,6 @@ from pada.agents.generation import (
 )
 from pada.agents.leakage import LeakageGuard, LeakError
 from pada.agents.quality import QCConfig
-from pada.agents.scripted_generation import generation_script
 from pada.records import Example, Failure, Strategy
 
 # ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from conftest import scripted_client as client
+from doubles.scripted_generation import generation_script
 from pada.agents.budget import plan_budget
 from pada.agents.generation import GenerationConfig, generate_and_qc
 from pada.agents.quality import (
@@ -15,7 +16,6 @@ from pada.agents.quality import (
     run_qc_loop,
     run_qc_rounds,
 )
-from pada.agents.scripted_generation import generation_script
 from pada.records import Example, QCResult, Strategy, SyntheticSample
 
 ORIGINAL = Example(id="gsm8k-train-0", task="gsm8k", source_split="train",

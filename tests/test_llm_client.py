@@ -9,9 +9,9 @@ import uuid
 import pytest
 from pydantic import BaseModel
 
+from doubles import scripted_llm as scripted
 from pada.llm import JSONRequest, LLMClient, LLMConfig, LLMConfigError
 from pada.llm import client as client_module
-from pada.llm import scripted
 from pada.llm.cache import ReplyCache
 
 
@@ -306,6 +306,31 @@ def test_api_key_never_reaches_cache_or_records(stand_in, tmp_path, monkeypatch)
 def test_credentials_in_extra_params_are_refused():
     with pytest.raises(LLMConfigError, match="OPENAI_API_KEY"):
         LLMConfig(model="openai/gpt-4o-mini", extra_params={"api_key": "sk-123"})
+
+
+# -- registered providers --------------------------------------------------------------------------
+
+
+def test_a_registered_provider_is_told_the_stage_and_keyed_on_stage_and_schema(stand_in):
+    stand_in.set_script({"quality:Verdict": [GOOD_VERDICT], "Verdict": ['{"label": "other", "score": 1}']})
+    client = make_client()
+    assert client.complete_json(USER, Verdict, stage="quality").value.label == "ok"
+    assert client.complete_json(USER, Verdict, stage="strategies").value.label == "other"
+    assert [r["stage"] for r in stand_in.received] == ["quality", "strategies"]
+    assert all(r["schema_name"] == "Verdict" for r in stand_in.received)  # sent as response_format json_schema
+
+
+def test_a_provider_registered_without_json_schema_gets_the_schema_only_in_the_prompt():
+    plain = scripted.ScriptedLLM()
+    plain.set_script({"text": GOOD_VERDICT})
+    client_module.register_provider("plain", plain, json_schema=False)
+    try:
+        result = LLMClient(LLMConfig(model="plain/x")).complete_json(USER, Verdict, stage="quality")
+    finally:
+        client_module.unregister_provider("plain")
+    assert result.ok and "response_format" not in plain.received[0]["params"]
+    assert "JSON schema" in plain.received[0]["messages"][-1]["content"]
+    assert "plain" not in client_module.registered_providers()
 
 
 # -- own providers (local/...) ---------------------------------------------------------------------

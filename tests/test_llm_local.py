@@ -61,12 +61,12 @@ def model_name(tiny_slm_dir):
 
 
 def test_register_is_idempotent_and_keeps_other_providers():
-    other = {"provider": "scripted", "custom_handler": litellm.CustomLLM()}
+    other = {"provider": "other", "custom_handler": litellm.CustomLLM()}
     litellm.custom_provider_map = [other]
     local.register()
     local.register()
     providers = [item["provider"] for item in litellm.custom_provider_map]
-    assert providers == ["scripted", "local"]
+    assert providers == ["other", "local"]
     assert isinstance(litellm.custom_provider_map[1]["custom_handler"], local.LocalLLM)
 
 

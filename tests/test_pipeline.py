@@ -60,7 +60,7 @@ def test_two_iterations_write_every_stage(pipeline_run):
         assert store.llm_usage(group_by=("stage",))
         # LLM stages report their calls as progress (no total: QC may regenerate)
         progress = {row.stage: (row.done, row.total) for row in store.progress(1)}
-        calls = sum(row["calls"] for row in store.llm_usage(iteration=1))
+        calls = sum(row["calls"] for row in store.llm_usage(iteration=1) if row["stage"] != "preflight")
         assert sum(progress[stage][0] for stage in ("analyse", "patterns", "strategies", "generate")) == calls
         assert progress["generate"][0] > 0 and progress["generate"][1] is None
 
@@ -96,12 +96,10 @@ def test_no_validation_or_test_example_reaches_generation_or_training(pipeline_r
 
 
 def test_pause_after_strategies_then_resume_uses_the_edited_strategy(tmp_path, tiny_slm_dir):
-    from pada.agents import scripted
+    from doubles.pada_script import install
     from pada.config import from_dict
-    from pada.llm.scripted import register
 
-    stand_in = register()
-    stand_in.set_script(scripted.pada_script())
+    stand_in = install()
     config = from_dict(tiny_run_config(tiny_slm_dir, pause_after=["strategies"]))
     store = start_run(config, runs_root=tmp_path, run_id="paused")
     assert Pipeline(store, config).run() == "awaiting_review"
@@ -138,8 +136,9 @@ def test_kill_9_during_generation_then_resume_matches_an_uninterrupted_run(tmp_p
 
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(tiny_run_config(tiny_slm_dir)))
-    env = dict(os.environ, PADA_SCRIPTED_DELAY_S="0.3", PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "pada", "run", "--config", str(config_file), "--runs-root", str(tmp_path),
+    # The product installs no stand-in: the subprocesses run pada's CLI through doubles.pada_cli, which does.
+    env = dict(os.environ, PADA_SCRIPTED_DELAY_S="0.3", PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
+    command = [sys.executable, "-m", "doubles.pada_cli", "run", "--config", str(config_file), "--runs-root", str(tmp_path),
                "--run-id", "killed"]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -163,7 +162,7 @@ def test_kill_9_during_generation_then_resume_matches_an_uninterrupted_run(tmp_p
         assert "generate" not in store.completed_stages(1)
         paid_before = len([c for c in store.llm_calls(limit=None) if not c.cache_hit])
 
-    resumed = subprocess.run([sys.executable, "-m", "pada", "resume", "killed", "--runs-root", str(tmp_path)],
+    resumed = subprocess.run([sys.executable, "-m", "doubles.pada_cli", "resume", "killed", "--runs-root", str(tmp_path)],
                              cwd=REPO, env=dict(env, PADA_SCRIPTED_DELAY_S="0"), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

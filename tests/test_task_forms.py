@@ -1,7 +1,7 @@
 """Sample forms: generators fill a task's fields and the code writes the task's layout.
 
 Driven on real ARC-Challenge / GSM8K training examples through the real LLMClient and the scripted
-generation stand-in (pada/agents/scripted_generation.py, canned replies, not a model)."""
+generation stand-in (tests/doubles/scripted_generation.py, canned replies, not a model)."""
 
 import json
 

@@ -87,7 +87,7 @@ class AnalysisItem(BaseModel):
 def batch_schema(count: int) -> type[BaseModel]:
     """`{"analyses": [AnalysisItem] * count}`: the exact count helps constrained decoding stop
     at the right number of items (MEASURED.md section 4). Every size shares the class name
-    `ErrorAnalysisBatch`, which is what scripted stand-ins key on."""
+    `ErrorAnalysisBatch`, the schema name a server sees in `response_format`."""
     return create_model(
         "ErrorAnalysisBatch",
         analyses=(list[AnalysisItem], Field(min_length=count, max_length=count)),

@@ -100,7 +100,7 @@ class StrategySampleJudgement(BaseModel):
 @lru_cache(maxsize=None)
 def judge_schema(count: int, with_strategy: bool) -> type[BaseModel]:
     """`{"scores": [item] * count}`; the exact count helps constrained decoding (MEASURED.md section 4).
-    Class names `JudgeScores` / `JudgeScoresWithStrategy` are what scripted stand-ins key on."""
+    Class names `JudgeScores` / `JudgeScoresWithStrategy` are the schema names a server sees in `response_format`."""
     item = StrategySampleJudgement if with_strategy else SampleJudgement
     name = "JudgeScoresWithStrategy" if with_strategy else "JudgeScores"
     return create_model(name, scores=(list[item], Field(min_length=count, max_length=count)))

@@ -5,7 +5,11 @@ A user names any model with a litellm string — `openai/gpt-4o-mini`,
 `api_base` for a vLLM / Ollama server, `local/...` for the bundled model — and
 litellm's usual environment variables (OPENAI_API_KEY, OPENAI_API_BASE, ...)
 work unchanged. API keys are read by litellm from the environment only; this
-module never puts one in a request dict, a cache key, a cache file or a record.
+module never puts one in a request dict, a cache key, a cache file or a record,
+and masks, by value, any credential a server echoes into a reply or an error
+before it is cached, recorded or returned (`secret_values`, `redact`).
+An in-process model (the bundled `local/`, a test's fake) plugs in with
+`register_provider(name, handler, json_schema=...)`.
 
 What the client adds on top of `litellm.completion`:
 - structured output: `response_format` json_schema where the provider takes it
@@ -58,26 +62,63 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
 
-# Providers whose chat endpoint accepts OpenAI's `response_format: json_schema`
-# (OpenAI-compatible servers such as vLLM; litellm maps it for Ollama; our own
-# CustomLLM providers read it to constrain or script the reply).
-_JSON_SCHEMA_PROVIDERS = {"openai", "hosted_vllm", "vllm", "ollama", "ollama_chat", "lm_studio", "local", "scripted"}
+# litellm's providers whose chat endpoint accepts OpenAI's `response_format: json_schema`
+# (OpenAI-compatible servers such as vLLM; litellm maps it for Ollama). In-process providers
+# say so themselves when they register (`register_provider(..., json_schema=True)`).
+_JSON_SCHEMA_PROVIDERS = {"openai", "hosted_vllm", "vllm", "ollama", "ollama_chat", "lm_studio"}
 
 # Models whose server answered 400 to response_format: never sent again in this process.
 _NO_RESPONSE_FORMAT: set[str] = set()
 _NO_RESPONSE_FORMAT_LOCK = threading.Lock()
 
 # Providers implemented in this project; their module's register() runs before the first call.
-# `scripted/` is the test stand-in: pada.agents.scripted installs it with replies for every
-# PaDA stage (for demo/e2e runs) and leaves alone a stand-in that a test installed itself.
-_OWN_PROVIDERS = {"local": "pada.llm.local", "scripted": "pada.agents.scripted"}
-_OPTIONAL_PROVIDERS = {"scripted"}  # a test may install the stand-in itself, so the module may be absent
+_OWN_PROVIDERS = {"local": "pada.llm.local"}
+
+# In-process providers installed with `register_provider`: name -> accepts response_format json_schema.
+_REGISTERED: dict[str, bool] = {}
+_REGISTERED_LOCK = threading.Lock()
 
 _RETRY_AFTER_CAP_S = 120.0  # a server asking for longer than this is treated as asking for this
 
 
 class LLMConfigError(PadaError):
     """The LLM settings cannot work (unknown provider module, bad values)."""
+
+
+def register_provider(name: str, handler: Any, *, json_schema: bool = False) -> None:
+    """Route model strings `<name>/...` to `handler`, a litellm `CustomLLM`, in this process.
+
+    The one way to plug an in-process model into the client: the bundled `local/` provider
+    registers through it, and so can a test's fake model or an experiment's own one. A handler
+    registered earlier under `name` is replaced; other providers are kept.
+
+    `json_schema=True` says the handler reads OpenAI's `response_format: json_schema`, so the
+    client sends the schema there as well as in the prompt. The handler also receives the
+    request's stage in `litellm_params["metadata"]["stage"]` (only registered providers get it;
+    nothing extra is sent to a remote API). Plain exceptions it raises count as bugs, not as
+    network errors, and are not retried.
+    """
+    if not name or "/" in name:
+        raise LLMConfigError(f"provider name must be a non-empty word without '/', got {name!r}")
+    litellm = _litellm()
+    with _REGISTERED_LOCK:
+        others = [item for item in litellm.custom_provider_map if item.get("provider") != name]
+        litellm.custom_provider_map = [*others, {"provider": name, "custom_handler": handler}]
+        _REGISTERED[name] = json_schema
+
+
+def unregister_provider(name: str) -> None:
+    """Undo `register_provider(name, ...)`; a no-op for a name that was never registered."""
+    litellm = _litellm()
+    with _REGISTERED_LOCK:
+        litellm.custom_provider_map = [item for item in litellm.custom_provider_map if item.get("provider") != name]
+        _REGISTERED.pop(name, None)
+
+
+def registered_providers() -> dict[str, bool]:
+    """{name: accepts json_schema} for the providers installed with `register_provider`."""
+    with _REGISTERED_LOCK:
+        return dict(_REGISTERED)
 
 
 @dataclass
@@ -268,7 +309,7 @@ class LLMClient:
         try:
             return self._complete(request)
         except Exception as exc:  # one bad request must not sink the batch; the error is recorded
-            error = _redact(f"{type(exc).__name__}: {exc}")
+            error = self._redact(f"{type(exc).__name__}: {exc}")
             log.warning("LLM request for stage %s failed: %s", request.stage, error)
             call = LLMCall(stage=request.stage, model=self.config.model, request_hash="", ok=False, attempts=0,
                            error=error)
@@ -290,6 +331,8 @@ class LLMClient:
         if params["temperature"] and request.cache_salt is not None and "seed" not in params:
             # after the key (the salt is in it): a resumed run redraws an interrupted call the same way
             params["seed"] = seed_from(request.cache_salt)
+        if self._provider in registered_providers():  # in-process: tell it the stage (never sent anywhere)
+            params["metadata"] = {**(params.get("metadata") or {}), "stage": request.stage}
 
         cached = self._from_cache(key, request.schema)
         if cached is not None:
@@ -349,17 +392,16 @@ class LLMClient:
                 if "response_format" in kwargs and _rejects_response_format(exc):
                     self._drop_response_format()
                     continue
-                if not _is_retryable(exc, in_process=self._provider in _OWN_PROVIDERS):
-                    raise _GaveUp(_redact(f"{type(exc).__name__}: {_message(exc)}")) from exc
+                if not _is_retryable(exc, in_process=self._in_process()):
+                    raise _GaveUp(self._redact(f"{type(exc).__name__}: {_message(exc)}")) from exc
                 if retries >= self.config.max_retries:
-                    raise _GaveUp(
-                        _redact(f"{type(exc).__name__} after {retries} retries: {_message(exc)}")
-                    ) from exc
+                    raise _GaveUp(self._redact(f"{type(exc).__name__} after {retries} retries: {_message(exc)}")) from exc
                 retries += 1
                 _sleep(self._backoff_s(retries, exc))
                 continue
             self._add_usage(tally, response)
-            return _reply_text(response)
+            # Before anything keeps it (cache, records, the caller): a server may echo the credentials.
+            return self._redact(_reply_text(response))
 
     def _litellm_kwargs(self, params: dict[str, Any], schema: type[BaseModel] | None) -> dict[str, Any]:
         kwargs = {**params, "timeout": self.config.timeout_s, "num_retries": 0, "max_retries": 0}
@@ -392,10 +434,13 @@ class LLMClient:
         if self.config.model in _NO_RESPONSE_FORMAT:
             return False
         if self._schema_support is None:
-            self._schema_support = self._provider in _JSON_SCHEMA_PROVIDERS or _litellm_says_schema_ok(
-                self.config.model
-            )
+            self._schema_support = (self._provider in _JSON_SCHEMA_PROVIDERS
+                                    or registered_providers().get(self._provider, False)
+                                    or _litellm_says_schema_ok(self.config.model))
         return self._schema_support
+
+    def _in_process(self) -> bool:
+        return self._provider in _OWN_PROVIDERS or self._provider in registered_providers()
 
     def _drop_response_format(self) -> None:
         with _NO_RESPONSE_FORMAT_LOCK:
@@ -422,7 +467,7 @@ class LLMClient:
         entry = self._cache.get(key)
         if entry is None:
             return None
-        text = entry["text"]
+        text = self._redact(entry["text"])  # an entry written before a key was set or rotated
         if schema is None:
             return (text, text) if text.strip() else None
         try:
@@ -437,9 +482,12 @@ class LLMClient:
         with self._provider_lock:
             if not self._provider_ready:
                 module_name = _OWN_PROVIDERS.get(self._provider)
-                if module_name and not _optional_and_absent(self._provider, module_name):
+                if module_name:
                     _import_provider(module_name, self.config.model).register()
                 self._provider_ready = True
+
+    def _redact(self, text: str) -> str:
+        return redact(text, secret_values(self.config))
 
     def _record(self, call: LLMCall) -> None:
         with self._calls_lock:
@@ -566,7 +614,7 @@ def _is_retryable(exc: Exception, in_process: bool = False) -> bool:
     """Transient: rate limit, timeout, connection error, 5xx. Never auth / bad request / missing key.
 
     litellm reports any plain exception raised inside a CustomLLM as APIConnectionError; for our
-    in-process providers (local/, scripted/) that is a bug or a bad input, not a flaky network.
+    in-process providers (local/, any `register_provider` one) that is a bug or a bad input, not a flaky network.
     """
     litellm = _litellm()
     if _missing_credentials(exc):
@@ -621,12 +669,78 @@ def _message(exc: Exception) -> str:
     return re.sub(r"^litellm\.\w+: (\w+: )?", "", text)[:500]
 
 
-def _redact(text: str) -> str:
-    """Blank out any credential from the environment that a provider echoed into an error message."""
+MASK = "***"
+_MIN_ENV_SECRET = 8  # shorter values of credential-named variables are flags or placeholders, not keys
+_MIN_SECRET = 6  # a header or URL password shorter than this is too weak to be worth masking all over replies
+_CREDENTIAL_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+
+
+def secret_values(config: LLMConfig) -> list[str]:
+    """Every credential a request of `config` can carry, longest first, so `redact` can mask it.
+
+    By value, wherever litellm takes it from: environment variables named like credentials
+    (OPENAI_API_KEY, ANTHROPIC_API_KEY, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, HF_TOKEN, ...),
+    the key litellm itself resolves for the model (OpenAI-compatible providers read their own
+    variable), keys set on the litellm module, every header value in `extra_params`
+    (`extra_headers` / `headers`, e.g. Authorization, also without its "Bearer " word), and the
+    password in the user-info of `api_base` or of any URL in the environment (also as the
+    base64 "user:password" that HTTP basic auth sends).
+    """
+    found: set[str] = set()
     for name, value in os.environ.items():
-        if len(value) >= 8 and any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET", "PASSWORD")):
-            text = text.replace(value, "***")
+        if len(value) >= _MIN_ENV_SECRET and any(word in name.upper() for word in _CREDENTIAL_ENV_WORDS):
+            found.add(value)
+        if "@" in value and "://" in value:
+            found.update(_url_secrets(value))
+    found.update(_url_secrets(config.api_base or ""))
+    for key in ("extra_headers", "headers"):
+        headers = config.extra_params.get(key)
+        if isinstance(headers, dict):
+            for value in headers.values():
+                value = str(value)
+                found.add(value)
+                found.update(part for part in value.split()[1:])  # "Bearer <token>", "Basic <b64>"
+    found.update(_litellm_keys(config))
+    return sorted((v for v in found if len(v) >= _MIN_SECRET), key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with each of `secrets` replaced by MASK (longest first, so a key inside a header goes too)."""
+    for value in secrets:
+        if value in text:
+            text = text.replace(value, MASK)
     return text
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The password of `url`'s user-info: raw, percent-decoded, and as HTTP basic auth's base64."""
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return set()
+    if not parts.password:
+        return set()
+    user, password = unquote(parts.username or ""), unquote(parts.password)
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {parts.password, password, f"{user}:{password}", basic}
+
+
+def _litellm_keys(config: LLMConfig) -> set[str]:
+    """Keys litellm would send that no environment name reveals: module settings and its own lookup."""
+    if _LITELLM is None:  # litellm not imported yet: nothing was sent, and importing it here costs seconds
+        return set()
+    found = {value for name, value in vars(_LITELLM).items()
+             if isinstance(value, str) and (name == "api_key" or name.endswith("_key"))}
+    try:
+        _, _, dynamic_key, _ = _LITELLM.get_llm_provider(model=config.model, api_base=config.api_base)
+    except Exception:  # an unknown provider: litellm resolves no key for it either
+        dynamic_key = None
+    if isinstance(dynamic_key, str):
+        found.add(dynamic_key)
+    return found
 
 
 def _looks_like_credential(name: str) -> bool:
@@ -638,7 +752,7 @@ def _check_own_provider_exists(provider: str, model: str) -> None:
     import importlib.util
 
     module_name = _OWN_PROVIDERS.get(provider)
-    if not module_name or module_name in sys.modules or provider in _OPTIONAL_PROVIDERS:
+    if not module_name or module_name in sys.modules:
         return
     try:
         found = importlib.util.find_spec(module_name) is not None
@@ -649,17 +763,6 @@ def _check_own_provider_exists(provider: str, model: str) -> None:
             f"model {model!r} needs the bundled provider {module_name}, which is not installed in this "
             "checkout; use an API model (e.g. openai/gpt-4o-mini) or restore pada/llm/local.py"
         )
-
-
-def _optional_and_absent(provider: str, module_name: str) -> bool:
-    import importlib.util
-
-    if provider not in _OPTIONAL_PROVIDERS or module_name in sys.modules:
-        return False
-    try:
-        return importlib.util.find_spec(module_name) is None
-    except (ImportError, ValueError):
-        return True
 
 
 def _import_provider(module_name: str, model: str) -> Any:

@@ -70,12 +70,13 @@ _register_lock = threading.Lock()
 
 
 def register() -> None:
-    """Add the "local" provider to litellm; idempotent, and keeps other custom providers (e.g. `scripted`)."""
+    """Add the "local" provider to litellm (constrained JSON: it reads response_format); idempotent."""
+    from pada.llm.client import register_provider
+
     with _register_lock:
         if any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
             return
-        litellm.custom_provider_map = [*litellm.custom_provider_map,
-                                       {"provider": PROVIDER, "custom_handler": LocalLLM()}]
+        register_provider(PROVIDER, LocalLLM(), json_schema=True)
 
 
 class LocalLLM(CustomLLM):

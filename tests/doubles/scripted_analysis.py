@@ -1,13 +1,18 @@
 """TEST STAND-IN: canned, deterministic LLM replies for the analysis stages. Not a model.
 
-`analysis_script()` returns `{schema_class_name: handler}` for `pada.llm.scripted.ScriptedLLM`
+`analysis_script()` returns `{schema_class_name: handler}` for `doubles.scripted_llm.ScriptedLLM`
 (`set_script(...)`), covering the schemas of error analysis (`ErrorAnalysisBatch`), pattern
 categorisation (`PatternReply`) and strategy drafting (`StrategyReply`). Each handler reads
 the rendered prompt (the "### Sample N" blocks, "- [sample N]" lines and the "Category:" /
 "Pattern:" lines of pada/llm/prompts/*.jinja2) and answers with valid, plausible JSON:
 one analysis per listed sample, a pattern named after the cluster's most common scenario,
-a strategy named after its category. Same prompt, same reply. Use it in tests and in
-pipeline dry runs; its "insights" are keyword rules, not analysis.
+a strategy named after its category. Same prompt, same reply. Its "insights" are keyword
+rules, not analysis.
+
+Which handler answers is chosen by stage and schema (`pada_script`), never by the prompt. The
+prompt is only read for content: when a template is reworded so that the blocks are not found,
+the reply is still valid for the schema (as many items as it asks for, numbered from the
+"sample N" mentions or 1..n), just with generic text.
 """
 
 from __future__ import annotations
@@ -58,16 +63,35 @@ def _classify(query: str) -> tuple[str, str]:
 
 
 def error_analysis_reply(messages: list[dict], schema: dict | None = None) -> str:
-    """One analysis per "### Sample N" block of the prompt."""
+    """One analysis per sample block of the prompt, as many as the schema asks for."""
+    text = _user_text(messages)
     analyses = []
-    for idx, query, response, truth in _SAMPLE_BLOCK.findall(_user_text(messages)):
+    for idx, query, response, truth in _SAMPLE_BLOCK.findall(text):
         category, cause = _classify(query)
         analyses.append({
             "sample_idx": int(idx),
             "error_cause": f"The model {cause}: it answered '{_short(response)}' instead of '{_short(truth)}'.",
             "scenario_category": category,
         })
+    wanted = _min_items(schema, "analyses")
+    if wanted is not None and len(analyses) < wanted:  # the layout was not recognised: stay schema-valid
+        seen = {item["sample_idx"] for item in analyses}
+        mentioned = [int(n) for n in dict.fromkeys(_MENTION.findall(text)) if int(n) not in seen]
+        spare = mentioned + [n for n in range(1, 10 * wanted) if n not in seen and n not in mentioned]
+        category, cause = _classify(text)
+        analyses += [{"sample_idx": n, "error_cause": f"The model {cause}.", "scenario_category": category}
+                     for n in spare[: wanted - len(analyses)]]
     return json.dumps({"analyses": analyses})
+
+
+_MENTION = re.compile(r"\b[Ss]ample (\d+)")
+
+
+def _min_items(schema: dict | None, field: str) -> int | None:
+    try:
+        return int(schema["properties"][field]["minItems"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def pattern_reply(messages: list[dict], schema: dict | None = None) -> str:

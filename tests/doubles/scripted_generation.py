@@ -1,6 +1,6 @@
 """TEST STAND-IN: canned, deterministic LLM replies for generation and quality control. Not a model.
 
-`generation_script()` returns `{schema_class_name: handler}` for `pada.llm.scripted.ScriptedLLM`
+`generation_script()` returns `{schema_class_name: handler}` for `doubles.scripted_llm.ScriptedLLM`
 (`set_script(...)`), covering pattern- and error-based generation (`GeneratedVariants`),
 rephrasing (`Rephrasings`) and the judge (`JudgeScores`, `JudgeScoresWithStrategy`). Each
 handler reads the rendered prompt (the "### ..." headings and "[Sample N]" markers of
@@ -14,7 +14,9 @@ valid JSON:
 - judge: relevance from whether a sample's reply ends the way the original's does ("#### n",
   "The answer is X."), utility low for a verbatim copy of the original; feedback says why.
 
-Same prompt, same reply. Use it in tests and pipeline dry runs; it does not solve anything.
+Same prompt, same reply; it does not solve anything. Which handler answers is chosen by stage and
+schema (`pada_script`), never by the prompt; item counts come from the schema's minItems, so a
+reworded template still gets a schema-valid reply, with less plausible content.
 """
 
 from __future__ import annotations
@@ -151,6 +153,13 @@ def judge_reply(messages: list[dict], schema: dict | None = None) -> str:
     with_strategy = ("adherence" in json.dumps(schema)) if schema else "asked to follow this strategy" in text
     items = [_judge_item(int(idx), q.strip(), a.strip(), original_q, original_a, with_strategy)
              for idx, q, a in _SAMPLE.findall(text)]
+    try:
+        wanted = int(schema["properties"]["scores"]["minItems"])
+    except (KeyError, TypeError, ValueError):
+        wanted = len(items)
+    seen = {item["sample_idx"] for item in items}
+    spare = [n for n in range(1, 10 * wanted + 1) if n not in seen]  # the layout was not recognised
+    items += [_judge_item(n, "", "", original_q, original_a, with_strategy) for n in spare[: wanted - len(items)]]
     return json.dumps({"scores": items})
 
 

@@ -1,25 +1,27 @@
-"""ScriptedLLM — a TEST STAND-IN for a real LLM. Never used by the product.
+"""ScriptedLLM — a TEST STAND-IN for a real LLM. Lives with the tests; the product never names it.
 
-It is a litellm `CustomLLM` registered under the provider name `scripted`
-(model strings `scripted/<anything>`), installed exactly the way the real
-bundled provider `local/...` is (`litellm.custom_provider_map`). Because it
-sits *below* litellm, tests exercise the real `LLMClient` end to end: prompt
-building, response_format, litellm's exception mapping, retries, parsing,
-caching and accounting. Nothing here touches the network.
+It is a litellm `CustomLLM` installed as provider `scripted` (model strings `scripted/<anything>`)
+through `pada.llm.client.register_provider`, exactly the way the bundled `local/...` provider is.
+Because it sits *below* litellm, tests exercise the real `LLMClient` end to end: prompt building,
+response_format, litellm's exception mapping, retries, parsing, caching and accounting. Nothing
+here touches the network.
 
 Usage in a test::
 
-    stand_in = scripted.register()
+    stand_in = scripted_llm.register()
     stand_in.set_script({
-        "ErrorAnalysis": ['```json\\n{"error_cause": "x",}\\n```'],      # replies consumed in order
-        "text": lambda messages, schema: "plain answer",                 # or computed from the prompt
+        "ErrorAnalysis": ['```json\\n{"error_cause": "x",}\\n```'],  # replies consumed in order
+        "quality:Verdict": '{"label": "ok"}',                       # only for requests of stage "quality"
+        "text": lambda messages, schema: "plain answer",            # or computed from the prompt
     })
-    stand_in.fail_next(2, "rate_limit")                                  # simulate transient errors
+    stand_in.fail_next(2, "rate_limit")                              # simulate transient errors
     client = LLMClient(LLMConfig(model="scripted/test"))
 
-Script keys are the schema name from `response_format["json_schema"]["name"]`,
-or "text" when a request carries no response_format. A list handler repeats its
-last reply once exhausted. Every request is appended to `received`.
+A request is answered by the first script key of `"<stage>:<schema name>"` and `"<schema name>"`,
+where the schema name is `response_format["json_schema"]["name"]` (the pydantic class name the
+client sends) or "text" without a response_format, and the stage is the `LLMCall` stage the client
+passes to registered providers. A list handler repeats its last reply once exhausted. Every request
+is appended to `received`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pada.llm.client import _litellm
+from pada.llm.client import _litellm, register_provider
 
 Handler = Callable[[list[dict], dict | None], str] | list[str] | str
 
@@ -74,14 +76,19 @@ class ScriptedLLM(_custom_llm_base()):  # type: ignore[misc]
                    print_verbose: Callable, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict,
                    *args: Any, **kwargs: Any) -> Any:  # fmt: skip
         schema_name, schema = _schema_of(optional_params)
+        stage = _stage_of(kwargs.get("litellm_params"))
         with self._lock:
             self.received.append(
                 {
                     "model": model,
+                    "stage": stage,
                     "messages": copy.deepcopy(messages),
                     "schema_name": schema_name,
                     "schema": schema,
                     "params": copy.deepcopy(optional_params),
+                    "api_key": api_key,
+                    "api_base": api_base,
+                    "headers": copy.deepcopy(kwargs.get("headers")),
                 }
             )
             failure = self._failures.pop(0) if self._failures else None
@@ -93,13 +100,14 @@ class ScriptedLLM(_custom_llm_base()):  # type: ignore[misc]
             raise _litellm().BadRequestError(
                 message="this server does not support response_format", llm_provider="scripted", model=model
             )
-        text = self._reply(schema_name, messages, schema, model)
+        text = self._reply(stage, schema_name, messages, schema, model)
         return _fill_response(model_response, model, messages, text)
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _reply(self, key: str, messages: list, schema: dict | None, model: str) -> str:
+    def _reply(self, stage: str | None, name: str, messages: list, schema: dict | None, model: str) -> str:
         with self._lock:
+            key = next((k for k in (f"{stage}:{name}", name) if k in self._script), name)
             handler = self._script.get(key)
             if isinstance(handler, list):
                 position = self._positions.get(key, 0)
@@ -118,13 +126,22 @@ class ScriptedLLM(_custom_llm_base()):  # type: ignore[misc]
         return handler(copy.deepcopy(messages), schema)
 
 
+PROVIDER = "scripted"
+
+
 def register(stand_in: ScriptedLLM | None = None) -> ScriptedLLM:
-    """Install `stand_in` (or a fresh ScriptedLLM) as litellm provider `scripted`, replacing an earlier one."""
-    litellm = _litellm()
+    """Install `stand_in` (or a fresh ScriptedLLM) as provider `scripted`, replacing an earlier one."""
     stand_in = stand_in or ScriptedLLM()
-    others = [item for item in litellm.custom_provider_map if item.get("provider") != "scripted"]
-    litellm.custom_provider_map = others + [{"provider": "scripted", "custom_handler": stand_in}]
+    register_provider(PROVIDER, stand_in, json_schema=True)
     return stand_in
+
+
+def installed() -> ScriptedLLM | None:
+    """The stand-in litellm currently routes `scripted/...` to, if any."""
+    for item in _litellm().custom_provider_map:
+        if item.get("provider") == PROVIDER and isinstance(item.get("custom_handler"), ScriptedLLM):
+            return item["custom_handler"]
+    return None
 
 
 def word_count(text: str) -> int:
@@ -137,6 +154,11 @@ def _schema_of(optional_params: dict) -> tuple[str, dict | None]:
     if not json_schema:
         return "text", None
     return json_schema.get("name", "text"), json_schema.get("schema")
+
+
+def _stage_of(litellm_params: dict | None) -> str | None:
+    metadata = (litellm_params or {}).get("metadata") or {}
+    return metadata.get("stage") if isinstance(metadata, dict) else None
 
 
 def _fill_response(model_response: Any, model: str, messages: list, text: str) -> Any:
