@@ -266,3 +266,27 @@ def test_broken_bwrap_raises_with_its_error(monkeypatch, tmp_path):
     with pytest.raises(SandboxUnavailable, match="No permissions to creating new namespace"):
         run_python("print('hi')")
     assert not sandbox_available()
+
+
+@needs_bwrap
+@pytest.mark.skipif(sandbox._cgroup_layout() is None, reason="no writable cgroup here: per-process caps only")
+def test_memory_cap_holds_for_all_processes_together(mode):
+    """4 children of 180 MB each fit a 256 MB RLIMIT_AS one by one, but not the sandbox's cgroup."""
+    program = """
+import os, time
+pids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(180 * 1024 * 1024)
+        for index in range(0, len(block), 4096):
+            block[index] = 1
+        time.sleep(1)
+        os._exit(0)
+    pids.append(pid)
+print("held", sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in pids))
+"""
+    result = run_python(program, timeout_s=20.0, memory_mb=256)
+    assert result.passed, result.stderr
+    assert int(result.stdout.split()[1]) <= 1
+    assert result.peak_memory_bytes <= 256 * 1024 * 1024

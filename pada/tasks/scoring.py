@@ -17,7 +17,8 @@ analysis LLM) can see what the scorer read.
   Counter-based F1, max over the gold answers.
 - code: `candidate_code` (first ```python fence; a full function keeps the
   stub's imports and helpers, a body is appended to the stub) + the task's
-  tests -> one program run in `pada.sandbox`; pass@1 is its exit status.
+  tests -> a trusted tester and an untrusted worker in `pada.sandbox`; pass@1 is
+  the tester's token (`pada.tasks.code_harness`).
 """
 
 from __future__ import annotations
@@ -397,36 +398,47 @@ def candidate_code(candidate: str, stub: str, entry_point: str) -> str:
     return stub + _indent_body(code)
 
 
-def run_program(program: str, timeout_s: float, allow_unsandboxed: bool) -> Score:
-    """Run a program in the sandbox; pass@1 is its exit status. `detail` keeps the error tail."""
-    from pada.sandbox import run_python
+def run_program(code: str, tests: str, setup: str = "", preamble: str = "", entry_point: str = "",
+                timeout_s: float = 10.0, allow_unsandboxed: bool = False) -> Score:
+    """pass@1 of `code` against `tests`, judged by the trusted tester (see pada.tasks.code_harness).
 
-    result = run_python(program, timeout_s=timeout_s, allow_unsandboxed=allow_unsandboxed)
+    `code` and `setup` load in the untrusted worker; `preamble` (the prompt's own imports and
+    helpers) and `tests` run in the tester. A pass is only the tester's token, never an exit status.
+    """
+    from pada.sandbox import run_checked
+    from pada.tasks import code_harness
+
+    result = run_checked(code_harness.program("tester", preamble=preamble, tests=tests, entry_point=entry_point),
+                         code_harness.program("worker", code=code, setup=setup),
+                         timeout_s=timeout_s, allow_unsandboxed=allow_unsandboxed)
     if result.passed:
         return Score(correct=True)
     if result.timed_out:
-        detail = f"timed out after {timeout_s:g} s"
-    else:
-        detail = (result.stderr or result.stdout or f"exit code {result.returncode}").strip()[-800:]
-    return Score(correct=False, detail=detail)
+        return Score(correct=False, detail=f"timed out after {timeout_s:g} s")
+    tester, worker = result.tester, result.worker
+    # The tester's error (an assert, CandidateGone), then the worker's (its traceback, say a SyntaxError).
+    detail = "\n".join(part.strip()[-400:] for part in (tester.stderr, worker.stderr) if part.strip())
+    return Score(correct=False, detail=detail or tester.stdout.strip()[-800:] or f"exit code {tester.returncode}")
 
 
 def score_code(prediction: str, gold: dict, timeout_s: float, allow_unsandboxed: bool) -> Score:
     """pass@1 for one candidate against the example's tests.
 
-    Program: code + test_setup_code + test_list asserts (MBPP) + test and
-    `check(entry_point)` when the test defines check() (HumanEval). The setup
-    comes after the code because MBPP's setups build objects of classes the
-    code defines (`root = Node(1)` in 367 and 927).
+    Worker: the candidate's code, then test_setup_code (MBPP's setups build objects of classes
+    the code defines: `root = Node(1)` in 367 and 927). Tester: the stub's preamble, then the
+    test_list asserts (MBPP) and the test plus `check(entry_point)` when the test defines
+    check() (HumanEval).
     """
     entry_point = gold.get("entry_point") or ""
     stub = gold.get("stub") or ""
     code = candidate_code(prediction, stub, entry_point) if entry_point else extract_code(prediction)
     test = gold.get("test") or ""
-    parts = [code, gold.get("test_setup_code") or "", "\n".join(gold.get("test_list") or []), test]
+    parts = ["\n".join(gold.get("test_list") or []), test]
     if entry_point and re.search(r"^def check\(", test, re.MULTILINE):
         parts.append(f"check({entry_point})")
-    program = "\n\n".join(part for part in parts if part.strip()) + "\n"
-    score = run_program(program, timeout_s, allow_unsandboxed)
+    tests = "\n\n".join(part for part in parts if part.strip()) + "\n"
+    preamble = stub_preamble(stub, entry_point) if entry_point else ""
+    score = run_program(code, tests, setup=gold.get("test_setup_code") or "", preamble=preamble,
+                        entry_point=entry_point, timeout_s=timeout_s, allow_unsandboxed=allow_unsandboxed)
     score.extracted = code
     return score
