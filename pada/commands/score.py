@@ -5,7 +5,9 @@ task's source splits). Output: one `{"id", "correct", "extracted"}` line per
 prediction in `--out`, and a one-line JSON summary (`task`, `n`, `correct`,
 `accuracy`, plus the means of per-example metrics such as SQuAD's
 `exact_match` and `f1`) as the last line of stdout. Every problem with the
-input file is reported as one line naming the file, line and field.
+input file is reported as one line naming the file, line and field, before
+anything is scored or written; each id may appear once. `--out` must not be a
+directory, an input file or an existing file (unless `--force`).
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def run(args) -> int:
     if args.out:
         inputs = {"--predictions": path}
         if args.task.startswith("custom:"):
-            inputs["--task custom:"] = args.task[len("custom:"):]
+            inputs["custom task"] = args.task[len("custom:"):]
         out = check_output_file(args.out, "--out", args.force, inputs)
     warnings: list[str] = []
     predictions = read_predictions(path, warnings)
