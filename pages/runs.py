@@ -199,6 +199,7 @@ def new_run_form(expanded: bool, quickstart_button: bool = True) -> None:
 
 
 def launch_from_form(overrides: dict, extra: str, base: dict) -> None:
+    from pada.config import preflight
     from pada.errors import PadaError
 
     try:
@@ -206,6 +207,7 @@ def launch_from_form(overrides: dict, extra: str, base: dict) -> None:
         if more is not None and not isinstance(more, dict):
             raise PadaError("More settings: expected YAML fields (name: value), one per line")
         config = views.build_config(views.merged(overrides, more or {}), base)
+        preflight(config)  # data, task, sizes and model: refused here, before a run directory exists
     except yaml.YAMLError as err:
         st.error(f"More settings are not valid YAML: {err}")
         return

@@ -129,6 +129,7 @@ def test_clusters_page_lists_a_clusters_failures(runs):
 def test_editing_a_strategy_saves_a_version_and_revert_restores_it(runs):
     root, run_id = runs
     store = RunStore.open(run_id, runs_root=root)
+    store.forget_stage(1, "generate")  # as if paused for review after drafting: edits still take effect
     drafted = store.current_strategies(1)[0]
     cluster = drafted.cluster_id
     at = open_page(app(), "strategies")
@@ -158,6 +159,7 @@ def test_editing_a_strategy_saves_a_version_and_revert_restores_it(runs):
 def test_an_empty_strategy_name_is_refused_with_a_message(runs):
     root, run_id = runs
     store = RunStore.open(run_id, runs_root=root)
+    store.forget_stage(1, "generate")
     cluster = store.current_strategies(1)[0].cluster_id
     at = open_page(app(), "strategies")
     at.text_input(key=f"name-1-{cluster}-v1").input("   ")
@@ -170,6 +172,7 @@ def test_an_empty_strategy_name_is_refused_with_a_message(runs):
 def test_rejecting_one_sample_and_accepting_several_persist(runs):
     root, run_id = runs
     store = RunStore.open(run_id, runs_root=root)
+    store.forget_stage(2, "train_set")  # as if paused for review after QC: decisions still take effect
     ids = [s.sample.sample_id for s in store.samples(1, limit=None)]
     at = open_page(app(), "samples")
     at.selectbox(key="samples-one").set_value(ids[0]).run()
@@ -186,6 +189,36 @@ def test_rejecting_one_sample_and_accepting_several_persist(runs):
 
     at.multiselect(key="samples-status").set_value(["rejected_human"]).run()
     assert at.dataframe[0].value["sample_id"].tolist() == [ids[0]]
+
+
+def test_edits_that_can_no_longer_take_effect_are_read_only_and_say_why(runs):
+    """The finished run generated from iteration 1's strategies and trained on its decisions."""
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    cluster = store.current_strategies(1)[0].cluster_id
+    at = open_page(app(), "strategies")
+    assert any("Read-only" in i.value and "already generated" in i.value for i in at.info)
+    assert at.text_input(key=f"name-1-{cluster}-v1").disabled
+    assert all(b.disabled for b in at.button if b.label == "Save as new version")
+
+    at = open_page(app(), "samples")
+    assert any("Read-only" in i.value and "training set was already built" in i.value for i in at.info)
+    assert at.button(key="one-accept").disabled and at.button(key="one-reject").disabled
+    assert at.multiselect(key="samples-bulk-1").disabled
+    assert len(store.strategy_history(1, cluster)) == 1
+
+
+def test_a_leak_drop_cannot_be_accepted_in_review(runs):
+    root, run_id = runs
+    store = RunStore.open(run_id, runs_root=root)
+    store.forget_stage(2, "train_set")
+    leaked = store.samples(1, limit=1)[0].sample.sample_id
+    store.mark_leaked([leaked], iteration=1)
+    at = open_page(app(), "samples")
+    at.selectbox(key="samples-one").set_value(leaked).run()
+    assert at.button(key="one-accept").disabled
+    assert any("leakage guard" in c.value for c in at.caption)
+    assert leaked not in at.multiselect(key="samples-bulk-1").options
 
 
 def test_sample_review_shows_the_original_side_by_side(runs):
@@ -242,12 +275,25 @@ def wait_for_exit(pid: int, timeout_s: float = 90) -> None:
     assert not views.process_alive(pid), f"process {pid} still running after {timeout_s} s"
 
 
-def test_launching_from_the_form_runs_the_cli_and_reports_its_error(tmp_path, monkeypatch):
-    """A real background `python -m pada run`; a missing data dir makes it fail fast with a readable error."""
+def test_a_config_that_cannot_run_is_refused_before_anything_is_launched(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("PADA_RUNS_DIR", str(root))
     at = app()
     at.text_area[0].input("data_dir: /nonexistent/pada-data\n")
+    [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception
+    assert any("Cannot launch" in e.value and "/nonexistent/pada-data" in e.value for e in at.error)
+    assert "launches" not in at.session_state or not at.session_state["launches"]
+    assert not list(root.glob("*/run.db"))  # no run directory was made
+
+
+def test_launching_from_the_form_runs_the_cli_and_reports_its_error(tmp_path, monkeypatch):
+    """A real background `python -m pada run`; an LLM server that is not there fails it fast, before any
+    training, with a readable error."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("PADA_RUNS_DIR", str(root))
+    at = app()
+    at.text_area[0].input("llm: {model: openai/absent, api_base: 'http://127.0.0.1:9/v1', max_retries: 0}\n")
     at.number_input[0].set_value(1)  # iterations
     [b for b in at.button if b.label == "Launch"][0].click().run()
     assert not at.exception
@@ -258,8 +304,8 @@ def test_launching_from_the_form_runs_the_cli_and_reports_its_error(tmp_path, mo
     shown_errors = [e.value for e in at.error]
     state = RunStore.open(launch.run_id, runs_root=root).state()
     assert state.status == "failed"
-    assert "nonexistent/pada-data" in state.error
-    assert any("Failed:" in e and "nonexistent/pada-data" in e for e in shown_errors)
+    assert "openai/absent does not answer" in state.error
+    assert any("Failed:" in e and "openai/absent" in e for e in shown_errors)
     assert at.session_state["run"] == launch.run_id  # the new run got selected
 
 

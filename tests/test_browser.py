@@ -127,6 +127,10 @@ def test_every_page_in_a_browser_with_an_edit_and_a_rejection(server):
 
     url, root, run_id = server
     store = RunStore.open(run_id, runs_root=root)
+    # as if the run were paused for review, where edits and decisions still take effect (a finished run's
+    # are read-only: generation used the strategies, the next training set the decisions)
+    store.forget_stage(1, "generate")
+    store.forget_stage(2, "train_set")
     cluster = store.current_strategies(1)[0].cluster_id
     first_sample = store.samples(1, limit=1)[0].sample.sample_id
     ARTIFACTS.mkdir(exist_ok=True)

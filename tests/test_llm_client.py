@@ -174,7 +174,7 @@ def test_retries_run_out(stand_in, sleeps):
     stand_in.fail_next(10, "rate_limit")
     result = make_client(max_retries=3).complete_json(USER, Verdict, stage="quality")
     assert not result.ok
-    assert result.error.startswith("RateLimitError after 3 retries")
+    assert result.error.startswith("RateLimitError (HTTP 429) after 3 retries")
     assert result.call.attempts == 4
 
 

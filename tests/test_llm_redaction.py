@@ -8,6 +8,7 @@ or inside an error message, the way a misconfigured proxy or a prompt-injected m
 import base64
 import json
 
+import pytest
 from pydantic import BaseModel
 from test_llm_http import SECRET as KEY  # OPENAI_API_KEY, set by the autouse offline_env
 from test_llm_http import StubServer, chat_reply, error_reply, offline_env  # noqa: F401
@@ -15,10 +16,17 @@ from test_llm_http import StubServer, chat_reply, error_reply, offline_env  # no
 from pada.llm import LLMClient, LLMConfig
 from pada.llm import client as client_module
 from pada.llm.cache import ReplyCache
-from pada.llm.client import MASK, redact, register_provider, secret_values, unregister_provider
+from pada.llm.client import MASK, LLMConfigError, redact, register_provider, secret_values, unregister_provider
 
 HEADER_SECRET = "hdr-secret-value-4242"
 URL_PASSWORD = "pw-secret-7777"
+
+
+@pytest.fixture(autouse=True)
+def credentials_by_reference(monkeypatch):
+    """A run config names credentials as ${VAR}: its values live only in the environment and the request."""
+    monkeypatch.setenv("GATEWAY_SECRET", HEADER_SECRET)
+    monkeypatch.setenv("GATEWAY_PASSWORD", URL_PASSWORD)
 USER = [{"role": "user", "content": "Say something."}]
 
 
@@ -62,7 +70,7 @@ def test_a_reply_echoing_the_api_key_is_stored_masked(tmp_path):
 
 
 def test_extra_headers_values_are_masked(tmp_path):
-    headers = {"extra_headers": {"X-Gateway-Auth": f"Token {HEADER_SECRET}"}}
+    headers = {"extra_headers": {"X-Gateway-Auth": "Token ${GATEWAY_SECRET}"}}
     stub, client, results = run_echo(tmp_path, lambda s: s.api_base, extra_params=headers)
     assert stub.requests[0]["headers"]["X-Gateway-Auth"] == f"Token {HEADER_SECRET}"
     kept = everything_kept(client, results, tmp_path)
@@ -71,7 +79,7 @@ def test_extra_headers_values_are_masked(tmp_path):
 
 def test_the_password_in_api_base_user_info_is_masked(tmp_path):
     def with_user_info(stub):
-        return stub.api_base.replace("http://", f"http://bob:{URL_PASSWORD}@")
+        return stub.api_base.replace("http://", "http://bob:${GATEWAY_PASSWORD}@")
 
     stub, client, results = run_echo(tmp_path, with_user_info)
     sent = json.dumps(stub.requests[0]["headers"])
@@ -103,8 +111,10 @@ def test_secret_values_come_from_what_litellm_sends_not_only_from_names(monkeypa
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-abcdefgh")
     monkeypatch.setenv("MY_PROXY_URL", "https://carol:proxy%40pass99@proxy.example/v1")  # no credential-like name
     monkeypatch.setenv("GROQ_API_KEY", "gsk-groq-abcdefgh")
-    config = LLMConfig(model="groq/llama", api_base="http://bob:p%2Fss-word9@h/v1",
-                       extra_params={"extra_headers": {"Authorization": "Bearer hdr-token-abcdefgh"}})
+    monkeypatch.setenv("URL_PW", "p%2Fss-word9")
+    monkeypatch.setenv("HDR_TOKEN", "hdr-token-abcdefgh")
+    config = LLMConfig(model="groq/llama", api_base="http://bob:${URL_PW}@h/v1",
+                       extra_params={"extra_headers": {"Authorization": "Bearer ${HDR_TOKEN}"}})
     client_module._litellm()  # litellm's own key lookup is consulted once it is loaded
     secrets = secret_values(config)
     for value in ("aws-secret-abcdefgh", "sk-ant-abcdefgh", "gsk-groq-abcdefgh", KEY, "proxy@pass99",
@@ -117,7 +127,8 @@ def test_secret_values_come_from_what_litellm_sends_not_only_from_names(monkeypa
 
 def test_short_values_are_not_treated_as_secrets(monkeypatch):
     monkeypatch.setenv("SOME_TOKEN_ENABLED", "true")  # a flag, not a key: masking it would mangle replies
-    assert "true" not in secret_values(LLMConfig(model="openai/x", api_base="http://u:pw@h/v1"))
+    monkeypatch.setenv("PW", "pw")
+    assert "true" not in secret_values(LLMConfig(model="openai/x", api_base="http://u:${PW}@h/v1"))
 
 
 def test_a_registered_provider_echoing_its_headers_is_masked(tmp_path):
@@ -132,10 +143,34 @@ def test_a_registered_provider_echoing_its_headers_is_masked(tmp_path):
     register_provider("echo", EchoLLM())
     try:
         config = LLMConfig(model="echo/x", cache_dir=tmp_path,
-                           extra_params={"extra_headers": {"Authorization": f"Bearer {HEADER_SECRET}"}})
+                           extra_params={"extra_headers": {"Authorization": "Bearer ${GATEWAY_SECRET}"}})
         client = LLMClient(config)
         result = client.complete_text(USER, stage="x")
     finally:
         unregister_provider("echo")
     assert result.ok and MASK in result.raw
     assert HEADER_SECRET not in everything_kept(client, [result], tmp_path)
+
+
+@pytest.mark.parametrize("settings", [
+    {"api_base": "http://bob:hunter22@gateway/v1"},
+    {"extra_params": {"extra_headers": {"Authorization": "Bearer sk-literal-123456"}}},
+    {"extra_params": {"extra_headers": {"X-Api-Key": "literal-key-123456"}}},
+    {"extra_params": {"headers": {"Cookie": "session=abc123456"}}},
+])
+def test_a_credential_written_into_the_settings_is_refused(settings):
+    """The run config is stored in the run directory: a credential must be named, not written out."""
+    with pytest.raises(LLMConfigError, match="environment variable reference"):
+        LLMConfig(model="openai/x", **settings)
+
+
+def test_references_are_kept_as_written_and_sent_as_values(tmp_path, monkeypatch):
+    config = LLMConfig(model="openai/x", api_base="http://bob:${GATEWAY_PASSWORD}@h/v1",
+                       extra_params={"extra_headers": {"Authorization": "Bearer ${GATEWAY_SECRET}"}})
+    assert "${GATEWAY_SECRET}" in json.dumps(config.extra_params) and URL_PASSWORD not in config.api_base
+    kwargs = LLMClient(config)._litellm_kwargs({"extra_headers": config.extra_params["extra_headers"]}, None)
+    assert kwargs["extra_headers"]["Authorization"] == f"Bearer {HEADER_SECRET}"
+    assert kwargs["api_base"] == f"http://bob:{URL_PASSWORD}@h/v1"
+    monkeypatch.delenv("GATEWAY_SECRET")
+    with pytest.raises(LLMConfigError, match="GATEWAY_SECRET"):
+        LLMClient(config)._litellm_kwargs({"extra_headers": config.extra_params["extra_headers"]}, None)

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -173,6 +173,7 @@ class LLMConfig:
                 f"LLM extra_params must not carry credentials ({', '.join(secret_params)}): "
                 "set the provider's environment variable (e.g. OPENAI_API_KEY) instead"
             )
+        _refuse_literal_credentials(self.api_base, self.extra_params)
 
 
 @dataclass
@@ -393,9 +394,9 @@ class LLMClient:
                     self._drop_response_format()
                     continue
                 if not _is_retryable(exc, in_process=self._in_process()):
-                    raise _GaveUp(self._redact(f"{type(exc).__name__}: {_message(exc)}")) from exc
+                    raise _GaveUp(self._redact(f"{_kind(exc)}: {_message(exc)}")) from exc
                 if retries >= self.config.max_retries:
-                    raise _GaveUp(self._redact(f"{type(exc).__name__} after {retries} retries: {_message(exc)}")) from exc
+                    raise _GaveUp(self._redact(f"{_kind(exc)} after {retries} retries: {_message(exc)}")) from exc
                 retries += 1
                 _sleep(self._backoff_s(retries, exc))
                 continue
@@ -405,8 +406,11 @@ class LLMClient:
 
     def _litellm_kwargs(self, params: dict[str, Any], schema: type[BaseModel] | None) -> dict[str, Any]:
         kwargs = {**params, "timeout": self.config.timeout_s, "num_retries": 0, "max_retries": 0}
+        for name in ("extra_headers", "headers"):
+            if isinstance(kwargs.get(name), dict):  # ${VAR} references become their values only here
+                kwargs[name] = {header: expand_env(str(value)) for header, value in kwargs[name].items()}
         if self.config.api_base:
-            kwargs["api_base"] = self.config.api_base
+            kwargs["api_base"] = expand_env(self.config.api_base)
             if self._provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
                 # vLLM / Ollama need no key, but the OpenAI SDK refuses to start without one.
                 # A placeholder, not a credential; a real key always comes from the environment.
@@ -663,6 +667,12 @@ def _retry_after_s(exc: Exception) -> float | None:
     return None
 
 
+def _kind(exc: Exception) -> str:
+    """The error's class and, when the provider answered, its HTTP status: 'AuthenticationError (HTTP 401)'."""
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__} (HTTP {status})" if isinstance(status, int) else type(exc).__name__
+
+
 def _message(exc: Exception) -> str:
     """The provider's message on one line, without litellm's repeated "litellm.XError: " prefix."""
     text = " ".join(str(getattr(exc, "message", None) or exc).split())
@@ -692,16 +702,62 @@ def secret_values(config: LLMConfig) -> list[str]:
             found.add(value)
         if "@" in value and "://" in value:
             found.update(_url_secrets(value))
-    found.update(_url_secrets(config.api_base or ""))
+    found.update(_url_secrets(expand_env(config.api_base or "", strict=False)))
     for key in ("extra_headers", "headers"):
         headers = config.extra_params.get(key)
         if isinstance(headers, dict):
             for value in headers.values():
-                value = str(value)
+                value = expand_env(str(value), strict=False)
                 found.add(value)
                 found.update(part for part in value.split()[1:])  # "Bearer <token>", "Basic <b64>"
     found.update(_litellm_keys(config))
     return sorted((v for v in found if len(v) >= _MIN_SECRET), key=len, reverse=True)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_AUTH_SCHEMES = ("bearer", "basic", "token", "apikey")
+
+
+def expand_env(text: str, strict: bool = True) -> str:
+    """`text` with each `${VAR}` replaced by the environment variable's value (what a request sends).
+
+    A run config names credentials by reference (`Authorization: "Bearer ${GATEWAY_TOKEN}"`,
+    `http://user:${GATEWAY_PASSWORD}@host/v1`) because it is stored in the run directory; the values
+    exist only in the request. `strict`: an unset variable is an error (else left as written)."""
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name in os.environ:
+            return os.environ[name]
+        if strict:
+            raise LLMConfigError(f"environment variable {name} (named as ${{{name}}} in the LLM settings) is not set")
+        return match.group(0)
+    return _ENV_REF.sub(value, text)
+
+
+def _refuse_literal_credentials(api_base: str | None, extra_params: Mapping[str, Any]) -> None:
+    """A password in `api_base` or a credential header written out in full would be stored with the run's
+    config: refuse it and say how to name it by environment variable instead."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(api_base or "").password
+    except ValueError:
+        password = None
+    if password and _ENV_REF.sub("", password):
+        raise LLMConfigError("api_base: a password in the URL would be stored with the run; write it as an "
+                             "environment variable reference, e.g. http://user:${GATEWAY_PASSWORD}@host/v1")
+    for key in ("extra_headers", "headers"):
+        headers = extra_params.get(key)
+        for header, value in (headers.items() if isinstance(headers, Mapping) else ()):
+            lowered = header.lower()
+            if not (lowered in ("authorization", "proxy-authorization", "cookie") or "auth" in lowered
+                    or "token" in lowered or _looks_like_credential(header)):
+                continue
+            literal = [word for word in _ENV_REF.sub("", str(value)).split() if word.lower() not in _AUTH_SCHEMES]
+            if literal:
+                raise LLMConfigError(
+                    f"extra_params.{key}.{header}: a credential written out would be stored with the run; "
+                    f"write it as an environment variable reference, e.g. {header}: \"Bearer ${{MY_TOKEN}}\"")
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
