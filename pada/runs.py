@@ -78,6 +78,10 @@ class RunOverview:
     tokens: int = 0
     cost_usd: float = 0.0
     error: str | None = None
+    # The judge check per iteration (pada/agents/canaries.py `summarise`): "1" -> {"planted", "judged",
+    # "rejected", "catch_rate", "controls", "controls_judged", "controls_accepted", "control_acceptance"}.
+    judge_check: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. the judge passed more than a third of the canaries
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,9 +100,39 @@ def overview(store: RunStore) -> RunOverview:
             if row.stage == state.stage:
                 progress = {"done": row.done, "total": row.total}
     usage = usage_totals(store)
+    check, warnings = judge_check(store)
     return RunOverview(run_id=state.run_id, task=config.get("task"), method=config.get("method"), status=status,
                        iteration=state.iteration, stage=state.stage, progress=progress, metrics=metrics,
-                       tokens=int(usage["tokens"]), cost_usd=usage["cost_usd"], error=state.error)
+                       tokens=int(usage["tokens"]), cost_usd=usage["cost_usd"], error=state.error,
+                       judge_check=check, warnings=warnings)
+
+
+def judge_check(store: RunStore) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per iteration, how the judge did on the planted samples, and a warning for each iteration in
+    which it passed more than a third of the bad ones (runs without planted samples: nothing)."""
+    from pada.agents.canaries import CanaryVerdict, judge_warning, summarise
+
+    by_iteration: dict[int, list[CanaryVerdict]] = {}
+    for row in store.canaries():
+        verdict = CanaryVerdict.model_validate(row)
+        by_iteration.setdefault(verdict.iteration, []).append(verdict)
+    check, warnings = {}, []
+    for iteration in sorted(by_iteration):
+        check[str(iteration)] = summary = summarise(by_iteration[iteration])
+        warning = judge_warning(summary, iteration)
+        if warning:
+            warnings.append(warning)
+    return check, warnings
+
+
+def judge_check_line(iteration: str, summary: Mapping[str, Any]) -> str:
+    """`it1 rejected 3/4 planted bad samples (75%), accepted 2/2 training examples (100%)`."""
+    def rate(value) -> str:
+        return "n/a" if value is None else f"{100 * value:.0f}%"
+
+    return (f"it{iteration} rejected {summary['rejected']}/{summary['judged']} planted bad samples "
+            f"({rate(summary['catch_rate'])}), accepted {summary['controls_accepted']}/{summary['controls_judged']} "
+            f"training examples ({rate(summary['control_acceptance'])})")
 
 
 HEADLINE_METRICS = ("accuracy", "exact_match", "pass@1")  # the tasks' headline metrics, in preference order

@@ -136,6 +136,29 @@ def summary(store, iteration: int) -> None:
     cols = st.columns(len(SAMPLE_STATUSES))
     for col, status in zip(cols, SAMPLE_STATUSES, strict=True):
         col.metric(status.replace("_", " "), by_status.get(status, 0))
+    judge_check(store, iteration)
+
+
+def judge_check(store, iteration: int) -> None:
+    """How the judge did on the samples planted into this iteration's QC (never listed below)."""
+    from pada.agents.canaries import CanaryVerdict, judge_warning, summarise
+
+    verdicts = [CanaryVerdict.model_validate(row) for row in common.q(store, "canaries", iteration)]
+    if not verdicts:
+        return
+    check = summarise(verdicts)
+    rate = lambda value: "–" if value is None else f"{100 * value:.0f}%"  # noqa: E731
+    c1, c2, c3 = st.columns([1, 1, 3])
+    c1.metric("Judge catch rate", rate(check["catch_rate"]),
+              help="Planted bad samples (wrong answer, broken format, copy of the original, mismatched "
+                   "answer) the judge rejected, of those it scored. They never enter training or the counts.")
+    c2.metric("Controls accepted", rate(check["control_acceptance"]),
+              help="Real training examples shown to the judge as samples that it accepted.")
+    c3.caption(f"Judge check: rejected {check['rejected']} of {check['judged']} planted bad samples, accepted "
+               f"{check['controls_accepted']} of {check['controls_judged']} training examples shown as samples.")
+    warning = judge_warning(check)
+    if warning:
+        st.warning(warning[0].upper() + warning[1:], icon=":material/warning:")
 
 
 def main() -> None:

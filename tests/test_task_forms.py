@@ -18,7 +18,7 @@ from pada.agents.generation import (
 )
 from pada.records import Failure, Strategy
 from pada.tasks import get_task
-from pada.tasks.forms import CHOICE_FORM, FREE_FORM, NUMBER_FORM, ChoiceItem, NumberItem, choice_stem
+from pada.tasks.forms import CHOICE_FORM, FREE_FORM, NUMBER_FORM, SPAN_FORM, ChoiceItem, NumberItem, choice_stem
 
 STRATEGY = Strategy(cluster_id=0, category_name="misread question", strategy_name="Careful reading",
                     generation_approach="Questions whose key word is easy to overlook")
@@ -81,7 +81,7 @@ def test_tasks_pick_their_forms():
     assert get_task("arc_challenge").sample_form is CHOICE_FORM
     assert get_task("hellaswag").sample_form is CHOICE_FORM
     assert get_task("gsm8k").sample_form is NUMBER_FORM
-    assert get_task("squad").sample_form is FREE_FORM and get_task("humaneval").sample_form is FREE_FORM
+    assert get_task("squad").sample_form is SPAN_FORM and get_task("humaneval").sample_form is FREE_FORM
 
 
 @pytest.mark.parametrize("task", ["arc_challenge", "hellaswag", "gsm8k"])

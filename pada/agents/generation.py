@@ -17,7 +17,10 @@ that overlap a protected question.
 Form: the generator fills the task's `SampleForm` fields (pada/tasks/forms.py: for multiple choice
 the question, the option texts and the answer letter; for maths a solution and the final number) and
 the code assembles the user turn and the reply in the task's layout, so the options and the final
-`#### n` cannot go missing. `structured=False` asks for a free question and answer instead.
+`#### n` cannot go missing. For SQuAD (`SPAN_FORM`) the generator writes a new question and its
+answer for the example's own context, which the code keeps verbatim; an answer that is not a span of
+that context makes the item invalid (dropped like a schema failure). `structured=False` asks for a
+free question and answer instead.
 
 Template: a small generator often drops the task's instruction lines from the
 questions it writes; with `restore_template` (default) the lines every
@@ -195,7 +198,8 @@ def batch_messages(plan: BatchPlan, feedback: str | None, config: GenerationConf
 
     example = {"prompt": truncate(plan.example.prompt, config.max_field_chars),
                "answer": truncate(plan.example.answer, config.max_field_chars)}
-    common = {"example": example, "n": plan.size, "feedback": feedback, "format_hint": config.format_hint}
+    common = {"example": example, "n": plan.size, "feedback": feedback, "format_hint": config.format_hint,
+              "content_rule": form.content_rule}
     if plan.branch == "pattern":
         return render(PROMPTS["pattern"], strategy=plan.strategy, item_fields=form.fields_help, **common)
     if plan.branch == "error":
@@ -227,7 +231,12 @@ def reply_items(plan: BatchPlan, result, form: SampleForm = FREE_FORM) -> list:
         items = salvage_items(result.raw, "rephrasings", _NON_BLANK)
     else:
         items = salvage_items(result.raw, "variants", form.item)
-    return list(items)[:plan.size]
+    items = list(items)[:plan.size]
+    if plan.branch != "rephrase":
+        # what a schema cannot say (a SQuAD answer must be a span of the example's context): such an
+        # item is dropped like one that failed validation, never repaired
+        items = [item for item in items if form.problem(item, plan.example.prompt) is None]
+    return items
 
 
 @dataclass(frozen=True)
@@ -282,7 +291,7 @@ def samples_from_items(plan: BatchPlan, items: list, attempt: int, template: Pro
         if plan.branch == "rephrase":
             question, answer = put_back(item.strip()), plan.example.answer
         else:
-            question, answer = form.turns(item)
+            question, answer = form.build(item, plan.example.prompt)
         question = template.apply(question)
         samples.append(SyntheticSample(
             sample_id=sample_id, branch=plan.branch,
@@ -411,6 +420,8 @@ class GenerationOutcome:
     attempts: every sample of every attempt; qc_results: one per sample per attempt.
     leaked: accepted by QC but dropped for overlapping a validation/test question.
     produced_counts: per branch and in total (see `count_outcome`).
+    canaries: the judge's verdicts on the planted samples (pada/agents/canaries.py); they are in none
+    of the lists above and in no count.
     """
 
     accepted: list[SyntheticSample] = field(default_factory=list)
@@ -419,6 +430,7 @@ class GenerationOutcome:
     qc_results: list[QCResult] = field(default_factory=list)
     produced_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     leaked: list[LeakDrop] = field(default_factory=list)
+    canaries: list = field(default_factory=list)
 
 
 def plan_iteration(strategies: list[Strategy], budget: Budget, train_examples: list[Example],
@@ -440,7 +452,8 @@ def generate_and_qc(strategies: list[Strategy], budget: Budget, train_examples: 
     `budget.per_cluster[k]` belongs to `strategies[k]`. `generator` and `judge` are
     `pada.llm.LLMClient`s (the paper uses different models). With `leak_guard`, every generation
     prompt is checked (LeakError if a protected id/question is in it) and accepted samples that
-    overlap a protected question are moved to `leaked`. `form` is the task's `SampleForm`.
+    overlap a protected question are moved to `leaked`. `form` is the task's `SampleForm`. With
+    `qc_config.canaries`, planted samples built from `train_examples` check the judge (`outcome.canaries`).
     """
     gen_config = gen_config or GenerationConfig()
     qc_config = qc_config or QCConfig()
@@ -448,10 +461,15 @@ def generate_and_qc(strategies: list[Strategy], budget: Budget, train_examples: 
     runner = BatchGenerator(plans, generator, gen_config, seed,
                             leak_guard.assert_no_leak if leak_guard is not None else None,
                             task_template(train_examples, gen_config), form)
-    qc = run_qc_rounds(runner, [plan.qc_batch() for plan in plans], judge, qc_config)
+    planter = None
+    if qc_config.canaries and not qc_config.qc_disabled:
+        from pada.agents.canaries import CanaryPlanter
+
+        planter = CanaryPlanter(train_examples, effective_form(gen_config, form), qc_config.canaries, seed, iteration)
+    qc = run_qc_rounds(runner, [plan.qc_batch() for plan in plans], judge, qc_config, planter)
     accepted, leaked = leak_guard.filter(qc.accepted) if leak_guard is not None else (qc.accepted, [])
     outcome = GenerationOutcome(accepted=accepted, rejected=qc.rejected, attempts=qc.attempts,
-                                qc_results=qc.qc_results, leaked=leaked)
+                                qc_results=qc.qc_results, leaked=leaked, canaries=qc.canaries)
     outcome.produced_counts = count_outcome(plans, outcome, runner.stats)
     return outcome
 

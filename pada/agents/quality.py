@@ -54,6 +54,7 @@ class QCConfig:
     temperature: float = field(default=0.0, metadata={"help": "Paper: temperature 0 for every call except generation."})
     qc_disabled: bool = field(default=False, metadata={"help": "Ablation 'without quality control': accept every sample without calling the judge (still recorded)."})
     max_field_chars: int = field(default=1500, metadata={"help": "Questions and answers shown to the judge are cut to this many characters so a batch fits a small model's window."})
+    canaries: int = field(default=6, metadata={"help": "Planted samples slipped into each QC stage's first-round judge batches to check the judge (pada/agents/canaries.py; beyond the paper): a third are real training examples it should accept (6 = 4 bad + 2 controls). Their verdicts are recorded (catch rate in `pada status` and the dashboard) and never enter training or the sample counts. 0: none."})
     max_similarity: float = field(default=0.9, metadata={"help": "After QC, a pattern or error sample whose question shares more than this fraction of its words (Jaccard) with a training question or an earlier sample is dropped as a near copy (small generators often return the example); rephrasings only need to differ. 1.0: drop exact repeats only."})
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class QCConfig:
             raise ValueError(f"threshold must be within [1, 10] (scores are 1-10), got {self.threshold}")
         if not 0.0 < self.max_similarity <= 1.0:
             raise ValueError(f"max_similarity must be within (0, 1], got {self.max_similarity}")
+        if self.canaries < 0:
+            raise ValueError(f"canaries must be >= 0 (0 plants none), got {self.canaries}")
         if self.max_regenerations < 0:
             raise ValueError(f"max_regenerations must be >= 0, got {self.max_regenerations}")
 
@@ -126,6 +129,7 @@ class QCOutcome:
     attempts: list[SyntheticSample] = field(default_factory=list)  # every sample of every attempt
     qc_results: list[QCResult] = field(default_factory=list)  # one per sample per attempt
     attempts_per_batch: list[int] = field(default_factory=list)
+    canaries: list = field(default_factory=list)  # CanaryVerdicts of the planted samples (never in the above)
 
 
 # generate(requests, attempt) -> one list of samples per request; a request is (batch_index, feedback).
@@ -249,13 +253,16 @@ def _accept_all(samples: list[SyntheticSample]) -> list[QCResult]:
                      feedback="quality control disabled: accepted without judging") for s in samples]
 
 
-def run_qc_rounds(generate: RoundGenerator, batches: list[QCBatch], judge, config: QCConfig | None = None
-                  ) -> QCOutcome:
+def run_qc_rounds(generate: RoundGenerator, batches: list[QCBatch], judge, config: QCConfig | None = None,
+                  planter=None) -> QCOutcome:
     """Generate, judge and regenerate many batches in lock-step rounds.
 
     Round r (attempt r): every batch still pending is generated (one `generate` call with all of
     them, so the branch can send its requests concurrently), then judged (concurrently). Batches
     below the threshold go to the next round with their feedback, until `max_regenerations`.
+    With a `planter` (`pada.agents.canaries.CanaryPlanter`), the first round's judge batches also get
+    planted samples; their verdicts go to `outcome.canaries` only and never decide a batch's fate, so
+    no regeneration is asked for (or of) them.
     Cost: up to (1 + max_regenerations) generation and judge calls per batch.
     """
     config = config or QCConfig()
@@ -277,8 +284,8 @@ def run_qc_rounds(generate: RoundGenerator, batches: list[QCBatch], judge, confi
         if config.qc_disabled:
             results = [_accept_all(last_samples[i]) for i in indices]
         else:
-            results = judge_batches(judge, [batches[i] for i in indices], [last_samples[i] for i in indices],
-                                    attempt, config)
+            results = _judge_with_canaries(judge, [batches[i] for i in indices], [last_samples[i] for i in indices],
+                                           attempt, config, planter if attempt == 1 else None, outcome)
         pending = []
         for i, batch_results in zip(indices, results):
             last_results[i] = batch_results
@@ -289,6 +296,29 @@ def run_qc_rounds(generate: RoundGenerator, batches: list[QCBatch], judge, confi
         for sample, result in zip(samples, results):
             (outcome.accepted if result.passed else outcome.rejected).append(sample)
     return outcome
+
+
+def _judge_with_canaries(judge, batches: list[QCBatch], samples: list[list[SyntheticSample]], attempt: int,
+                         config: QCConfig, planter, outcome: QCOutcome) -> list[list[QCResult]]:
+    """`judge_batches`, with the planter's samples mixed in and their verdicts split off into `outcome`."""
+    if planter is None:
+        return judge_batches(judge, batches, samples, attempt, config)
+    from pada.agents.canaries import mix, record
+
+    planted = planter.plant(batches, samples)
+    mixed = [mix(batch_samples, batch_planted) for batch_samples, batch_planted in zip(samples, planted)]
+    judged = judge_batches(judge, batches, mixed, attempt, config)
+    results = []
+    for batch_planted, shown, batch_results in zip(planted, mixed, judged):
+        verdicts = {sample.sample_id: verdict for _, sample, verdict in batch_planted}
+        real = []
+        for sample, result in zip(shown, batch_results):
+            if sample.sample_id in verdicts:
+                outcome.canaries.append(record(verdicts[sample.sample_id], result))
+            else:
+                real.append(result)
+        results.append(real)
+    return results
 
 
 def run_qc_loop(generate_batch: BatchGenerator, batch: QCBatch, judge, config: QCConfig | None = None

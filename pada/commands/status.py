@@ -1,4 +1,5 @@
-"""`python -m pada status [RUN] [--json]`: where a run is, its metrics and its cost."""
+"""`python -m pada status [RUN] [--json]`: where a run is, its metrics, its cost, and how its judge did on
+the planted samples (catch rate per iteration; a warning when it passed more than a third of them)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def run(args) -> int:
     import json
 
     from pada.errors import PadaError
-    from pada.runs import overview
+    from pada.runs import judge_check_line, overview
     from pada.store import RunStore, list_runs, runs_root
 
     target = args.run
@@ -40,4 +41,8 @@ def run(args) -> int:
         for split, values in info.metrics.items():
             print(f"{split:<9} " + "  ".join(f"it{it}={value:.3f}" for it, value in values.items()))
         print(f"LLM       {info.tokens} tokens, ${info.cost_usd:.4f}")
+        for iteration, summary in info.judge_check.items():
+            print(f"judge     {judge_check_line(iteration, summary)}")
+        for warning in info.warnings:
+            print(f"warning   {warning}")
     return 0

@@ -935,6 +935,32 @@ class RunStore:
         """The samples of `iteration` to train on: accepted by the judge or by a person."""
         return [row.sample for row in self.samples(iteration, status=ACCEPTED_STATUSES, limit=None)]
 
+    # ------------------------------------------------- planted samples (judge check)
+
+    def save_canaries(self, iteration: int, verdicts: Iterable[Any]) -> None:
+        """Replace the iteration's verdicts on planted samples (`pada.agents.canaries.CanaryVerdict`s or
+        their dicts). They live in their own table: never samples, counts or training rows."""
+        rows = [v.model_dump() if hasattr(v, "model_dump") else dict(v) for v in verdicts]
+        with self._write() as conn:
+            conn.execute("DELETE FROM canaries WHERE iteration = ?", (iteration,))
+            conn.executemany(
+                "INSERT INTO canaries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(iteration, r["canary_id"], r["kind"], int(bool(r.get("control"))), int(bool(r.get("ok"))),
+                  int(bool(r.get("passed"))), r.get("average"), json.dumps(r)) for r in rows],
+            )
+
+    def canaries(self, iteration: int | None = None) -> list[dict[str, Any]]:
+        """Stored verdicts on planted samples (dicts of `CanaryVerdict`), by iteration then id. A run made
+        before the canaries table existed (schema < 3, opened read-only, so never migrated) has none."""
+        if not self._has_table("canaries"):
+            return []
+        where, params = ("WHERE iteration = ?", [iteration]) if iteration is not None else ("", [])
+        rows = self._query(f"SELECT record_json FROM canaries {where} ORDER BY iteration, canary_id", params)
+        return [json.loads(row[0]) for row in rows]
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
     # ------------------------------------------------------------ training set
 
     def save_training_set(self, iteration: int, rows: Iterable[TrainingRow | Mapping[str, Any]]) -> None:

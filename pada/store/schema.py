@@ -217,6 +217,27 @@ def _v2_dashboard_indexes(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v3_canaries(conn: sqlite3.Connection) -> None:
+    """The judge's verdicts on planted samples (pada/agents/canaries.py), apart from the real samples so
+    no sample query, count or training set can ever see them. Runs made before v3 simply have none."""
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE canaries (
+            iteration INTEGER NOT NULL,
+            canary_id TEXT NOT NULL,
+            kind TEXT NOT NULL,            -- wrong_answer | format | not_span | copy | mismatch | control
+            control INTEGER NOT NULL,      -- 1: a real training example shown as a sample (should pass)
+            ok INTEGER NOT NULL,           -- 0: the judge gave it no score
+            passed INTEGER NOT NULL,
+            score REAL,
+            record_json TEXT NOT NULL,
+            PRIMARY KEY (iteration, canary_id)
+        );
+        """
+    )
+
+
 def _execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several DDL statements inside the caller's transaction.
 
@@ -238,6 +259,7 @@ def _execute_script(conn: sqlite3.Connection, script: str) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_dashboard_indexes,
+    _v3_canaries,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,6 +12,16 @@ the task's own examples use.
   turns = `scoring.mc_prompt` / `scoring.mc_answer`.
 - `NUMBER_FORM`: "question" + "solution" + "final_answer"; the reply is the
   solution followed by `#### <final_answer>`.
+- `SPAN_FORM` (SQuAD): "question" + "answer" about the training example's own
+  context. The code keeps the context verbatim (the model never copies it),
+  writes `span_prompt(context, question)` (the task's layout) and refuses an
+  answer that is not a verbatim span of the context (case-sensitive, as SQuAD's
+  answers are exact substrings; whitespace runs count as one space): such an
+  item is invalid, like one that fails its schema, never repaired.
+
+A form whose `in_context` is set builds its turns from the item *and* the
+training example's prompt (`SampleForm.build`); `SampleForm.problem` says why
+an item does not fit that prompt (for the span form: the answer is not a span).
 
 Rephrasing (AugGPT) rewrites only `rephrase_target` of a prompt (for
 multiple choice the question above the options, which are kept verbatim).
@@ -67,16 +77,66 @@ class NumberItem(BaseModel):
     final_answer: str = Field(pattern=_NUMBER_TEXT, description="the final number only, e.g. 42")
 
 
+# SQuAD's layout (pada/tasks/squad.py builds every prompt with `span_prompt`).
+SPAN_INSTRUCTION = "Answer with a short span copied from the context."
+_CONTEXT, _QUESTION = "Context: ", "\n\nQuestion: "
+MAX_SPAN_WORDS = 30  # as tasks.common.SPAN_MAX_WORDS: longer replies are explanations, not spans
+
+
+def span_prompt(context: str, question: str) -> str:
+    """A SQuAD prompt: the context paragraph, the question and the instruction line."""
+    return f"{_CONTEXT}{context.strip()}{_QUESTION}{question.strip()}\n{SPAN_INSTRUCTION}"
+
+
+def span_parts(prompt: str) -> tuple[str, str] | None:
+    """(context, question) of a prompt `span_prompt` wrote, or None for any other layout."""
+    cut = prompt.rfind(_QUESTION)
+    if not prompt.startswith(_CONTEXT) or cut < 0:
+        return None
+    question = prompt[cut + len(_QUESTION):]
+    if question.endswith("\n" + SPAN_INSTRUCTION):
+        question = question[:-len(SPAN_INSTRUCTION) - 1]
+    return prompt[len(_CONTEXT):cut], question.strip()
+
+
+def is_span(answer: str, context: str) -> bool:
+    """`answer` occurs in `context` verbatim (case-sensitive; any whitespace run matches any other)."""
+    answer = " ".join(answer.split())
+    return bool(answer) and answer in " ".join(context.split())
+
+
+class SpanItem(BaseModel):
+    question: str = Field(min_length=1, description="the new question only, without the context")
+    answer: str = Field(min_length=1, max_length=300,
+                        description="a short span copied exactly from the context (a few words)")
+
+
 @dataclass(frozen=True)
 class SampleForm:
-    """How a generator writes one example of a task, and how it becomes (user turn, assistant reply)."""
+    """How a generator writes one example of a task, and how it becomes (user turn, assistant reply).
+
+    `in_context`: the item belongs to the training example it was written from (SQuAD: a new question
+    about the same context); `turns` then takes (item, that example's prompt), and `check` says why an
+    item does not fit it (None: it fits). `content_rule` replaces the generation prompts' "change the
+    content" line (a span form keeps the context)."""
 
     name: str
     item: type[BaseModel]
     fields_help: str  # completes "Return "variants": n items, each with ..." in the generation prompts
-    turns: Callable[[BaseModel], tuple[str, str]]
+    turns: Callable[..., tuple[str, str]]
     rephrase_target: Callable[[str], tuple[str, Callable[[str], str]]] = \
         lambda prompt: (prompt, lambda text: text)
+    in_context: bool = False
+    check: Callable[[BaseModel, str], str | None] | None = None
+    content_rule: str = ""
+
+    def build(self, item: BaseModel, original_prompt: str) -> tuple[str, str]:
+        """(user turn, assistant reply) for a generated item written from `original_prompt`."""
+        return self.turns(item, original_prompt) if self.in_context else self.turns(item)
+
+    def problem(self, item: BaseModel, original_prompt: str) -> str | None:
+        """Why `item` is invalid for the example it was written from, or None."""
+        return self.check(item, original_prompt) if self.check is not None else None
 
 
 def _free_turns(item: FreeItem) -> tuple[str, str]:
@@ -109,6 +169,48 @@ def _number_turns(item: NumberItem) -> tuple[str, str]:
     return item.question.strip(), f"{solution}\n#### {final}"
 
 
+def _span_question(text: str) -> str:
+    """The question a generator wrote, without a context, "Question:" label or instruction it added anyway."""
+    text = text.strip()
+    parts = span_parts(text)
+    if parts is not None:
+        return parts[1]
+    if "Question:" in text:
+        text = text[text.rfind("Question:") + len("Question:"):]
+    return text.replace(SPAN_INSTRUCTION, "").strip()
+
+
+def _span_check(item: SpanItem, original_prompt: str) -> str | None:
+    parts = span_parts(original_prompt)
+    if parts is None:
+        return "the training example has no SQuAD context to ask about"
+    if not _span_question(item.question):
+        return "the question is empty"
+    words = len(item.answer.split())
+    if not words or words > MAX_SPAN_WORDS:
+        return f"the answer is not a short span (1 to {MAX_SPAN_WORDS} words)"
+    if not is_span(item.answer, parts[0]):
+        return "the answer is not a verbatim span of the context"
+    return None
+
+
+def _span_turns(item: SpanItem, original_prompt: str) -> tuple[str, str]:
+    problem = _span_check(item, original_prompt)
+    if problem:  # callers drop such items first (`SampleForm.problem`); never write a non-span answer
+        raise ValueError(problem)
+    parts = span_parts(original_prompt)
+    return span_prompt(parts[0], _span_question(item.question)), " ".join(item.answer.split())
+
+
+def span_question(prompt: str) -> tuple[str, Callable[[str], str]]:
+    """(the question of a SQuAD prompt, a function putting a rewritten question back under the same context)."""
+    parts = span_parts(prompt)
+    if parts is None:
+        return prompt, lambda text: text
+    context, question = parts
+    return question, lambda text: span_prompt(context, _span_question(text) or question)
+
+
 FREE_FORM = SampleForm(
     "free", FreeItem, '"question" (the user message) and "answer" (the assistant reply)', _free_turns)
 CHOICE_FORM = SampleForm(
@@ -121,3 +223,11 @@ NUMBER_FORM = SampleForm(
     "number", NumberItem,
     '"question" (the problem), "solution" (the worked solution, step by step) and "final_answer" (the final '
     'number only). The code ends the reply with "#### <final_answer>".', _number_turns)
+SPAN_FORM = SampleForm(
+    "span", SpanItem,
+    '"question" (a new question about the example\'s context, without the context itself) and "answer" (the '
+    'answer: a short span, a few words, copied exactly from the context, same capitalisation). The code adds the '
+    'context and the instruction line; an answer that is not in the context is discarded.',
+    _span_turns, span_question, in_context=True, check=_span_check,
+    content_rule="Keep the same context paragraph: ask new questions about other facts in it, each answered by "
+                 "a different span of it; do not repeat the example's question.")

@@ -23,10 +23,11 @@ from pada.records import Example
 from pada.tasks import hub
 from pada.tasks.base import Pools, Task
 from pada.tasks.common import SpanScoring, carve_groups, line_id
+from pada.tasks.forms import SPAN_FORM, SPAN_INSTRUCTION, span_prompt
 from pada.tasks.sources import Row, load_rows
 
 VALIDATION_TARGET = 2000
-INSTRUCTION = "Answer with a short span copied from the context."
+INSTRUCTION = SPAN_INSTRUCTION  # the layout lives in pada/tasks/forms.py, shared with the span form
 
 
 def squad_example(row: Row, split: str, example_id: str) -> Example:
@@ -37,7 +38,7 @@ def squad_example(row: Row, split: str, example_id: str) -> Example:
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise row.fail("answers.text", "should be a non-empty list of strings")
     return Example(id=example_id, task="squad", source_split=split,
-                   prompt=f"Context: {context.strip()}\n\nQuestion: {question}\n{INSTRUCTION}",
+                   prompt=span_prompt(context, question),
                    answer=texts[0].strip(),
                    gold={"answers": texts, "title": row.get("title")})
 
@@ -47,6 +48,9 @@ class SQuAD(SpanScoring, Task):
     title = "SQuAD v1.1"
     metric = "exact_match"
     max_new_tokens = 32
+    # Generators write a new question and its span for a training example's context; the code keeps
+    # the context verbatim and refuses answers that are not spans of it (pada/tasks/forms.py).
+    sample_form = SPAN_FORM
 
     def __init__(self, data_dir=None, max_context_chars: int | None = None):
         super().__init__(data_dir)

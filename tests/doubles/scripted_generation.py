@@ -9,7 +9,8 @@ valid JSON:
 
 - variants: the training example with every number shifted (or, without numbers, a new lead-in
   sentence), its reply shifted the same way, so format and answer style are kept; split into the
-  schema's form fields (question / options / answer_letter, or question / solution / final_answer);
+  schema's form fields (question / options / answer_letter, or question / solution / final_answer;
+  for SQuAD's span form the example's question behind a lead-in, with the example's own span);
 - rephrasings: the question behind a different lead-in sentence;
 - judge: relevance from whether a sample's reply ends the way the original's does ("#### n",
   "The answer is X."), utility low for a verbatim copy of the original; feedback says why.
@@ -98,6 +99,13 @@ def variants_reply(messages: list[dict], schema: dict | None = None) -> str:
               or _between(text, "### Correct assistant reply", "### The model's wrong reply"))
     salt = _digest(text)  # feedback in a regeneration prompt changes the variants
     n = _count(schema, "variants", text)
+    if "SpanItem" in json.dumps(schema or {}):  # SQuAD: a question about the same context, answered by a span
+        from pada.tasks.forms import span_parts
+
+        parts = span_parts(question)
+        asked = parts[1] if parts else question
+        return json.dumps({"variants": [{"question": f"{_LEAD_INS[(salt + i) % len(_LEAD_INS)]} {asked}",
+                                         "answer": answer} for i in range(n)]})
     return json.dumps({"variants": [_as_form(_variant(question, answer, i, salt), schema) for i in range(n)]})
 
 
