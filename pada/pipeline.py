@@ -339,8 +339,19 @@ class Pipeline:
                       leaked=len(outcome.leaked), unfit=sum(map(len, unfit.values())))
 
         def write(store: RunStore) -> None:
+            from pada.agents.canaries import judge_warning, summarise
+
             store.save_samples(i, outcome.attempts, outcome.qc_results)
             store.log_event("info", f"generation counts: {json.dumps(counts)}", iteration=i, stage=GENERATE)
+            if outcome.canaries:  # planted samples: their own table, never samples or counts
+                store.save_canaries(i, outcome.canaries)
+                check = summarise(outcome.canaries)
+                store.log_event("info", f"judge check: rejected {check['rejected']} of {check['judged']} planted "
+                                        f"bad samples, accepted {check['controls_accepted']} of "
+                                        f"{check['controls_judged']} training examples", iteration=i, stage=GENERATE)
+                warning = judge_warning(check)
+                if warning:
+                    store.log_event("warning", warning, iteration=i, stage=GENERATE)
             if outcome.leaked:
                 store.log_event("warning", f"dropped {len(outcome.leaked)} samples overlapping validation/test "
                                            f"questions", iteration=i, stage=GENERATE)
