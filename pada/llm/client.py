@@ -2,13 +2,14 @@
 
 A user names any model with a litellm string — `openai/gpt-4o-mini`,
 `anthropic/...`, `bedrock/...`, `hosted_vllm/<model>` or `openai/<model>` with
-`api_base` for a vLLM / Ollama server, `local/...` for the bundled model — and
+`api_base` for a vLLM / Ollama server, `local/<alias or path.gguf>` for a GGUF that
+`pada.llm.engine` serves with llama-server (reached like any `api_base` server) — and
 litellm's usual environment variables (OPENAI_API_KEY, OPENAI_API_BASE, ...)
 work unchanged. API keys are read by litellm from the environment only; this
 module never puts one in a request dict, a cache key, a cache file or a record,
 and masks, by value, any credential a server echoes into a reply or an error
 before it is cached, recorded or returned (`secret_values`, `redact`).
-An in-process model (the bundled `local/`, a test's fake) plugs in with
+An in-process model (a test's fake, an experiment's own) plugs in with
 `register_provider(name, handler, json_schema=...)`.
 
 What the client adds on top of `litellm.completion`:
@@ -71,8 +72,9 @@ _JSON_SCHEMA_PROVIDERS = {"openai", "hosted_vllm", "vllm", "ollama", "ollama_cha
 _NO_RESPONSE_FORMAT: set[str] = set()
 _NO_RESPONSE_FORMAT_LOCK = threading.Lock()
 
-# Providers implemented in this project; their module's register() runs before the first call.
-_OWN_PROVIDERS = {"local": "pada.llm.local"}
+# Providers implemented in this project as litellm plugins; their module's register() runs before the
+# first call. (`local/` is not one: its requests go over HTTP to llama-server, see `_local_route`.)
+_OWN_PROVIDERS: dict[str, str] = {}
 
 # In-process providers installed with `register_provider`: name -> accepts response_format json_schema.
 _REGISTERED: dict[str, bool] = {}
@@ -88,8 +90,8 @@ class LLMConfigError(PadaError):
 def register_provider(name: str, handler: Any, *, json_schema: bool = False) -> None:
     """Route model strings `<name>/...` to `handler`, a litellm `CustomLLM`, in this process.
 
-    The one way to plug an in-process model into the client: the bundled `local/` provider
-    registers through it, and so can a test's fake model or an experiment's own one. A handler
+    The one way to plug an in-process model into the client: a test's fake model or an
+    experiment's own one (registered under `local`, it takes precedence over llama-server). A handler
     registered earlier under `name` is replaced; other providers are kept.
 
     `json_schema=True` says the handler reads OpenAI's `response_format: json_schema`, so the
@@ -132,7 +134,8 @@ class LLMConfig:
 
     model: str = field(
         default="openai/gpt-4o-mini",
-        metadata={"help": "litellm model string, e.g. openai/gpt-4o-mini, hosted_vllm/<name>, local/<name>"},
+        metadata={"help": "litellm model string, e.g. openai/gpt-4o-mini, hosted_vllm/<name>, "
+                          "local/<bundled alias or path.gguf> (served by llama-server)"},
     )
     api_base: str | None = field(
         default=None,
@@ -183,7 +186,7 @@ class JSONRequest:
     `cache_salt` makes otherwise identical requests distinct cache entries (e.g. the
     sample index when drawing several samples at temperature 0.7); a sampled request
     also gets a `seed` derived from it, so the same request draws the same reply again
-    where the provider honours seeds (the local provider, vLLM, OpenAI best-effort).
+    where the provider honours seeds (llama-server, vLLM, OpenAI best-effort).
     """
 
     messages: list[Message]
@@ -240,14 +243,17 @@ class LLMClient:
         self._provider_ready = False
         self._provider_lock = threading.Lock()
         self._schema_support: bool | None = None
+        self._local_server: Any = None  # the llama-server of a local/ model, once started
         _check_own_provider_exists(self._provider, config.model)
 
     # -- public API ------------------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Import litellm and register our provider now (2–7 s on this CPU) instead of in the first request."""
+        """Import litellm and register our provider (or start a local/ model's server) now, not in the first request."""
         _litellm()
         self._ensure_provider()
+        if self._is_local():
+            self._local_route()
 
     @property
     def calls(self) -> list[LLMCall]:
@@ -409,7 +415,14 @@ class LLMClient:
         for name in ("extra_headers", "headers"):
             if isinstance(kwargs.get(name), dict):  # ${VAR} references become their values only here
                 kwargs[name] = {header: expand_env(str(value)) for header, value in kwargs[name].items()}
-        if self.config.api_base:
+        if self._is_local():
+            # One code path with remote servers: llama-server is an OpenAI-compatible api_base. The user's
+            # `local/...` string stays in params (and so in the cache key and the records); only the
+            # request names the server. A placeholder key: the local server wants none, and a real
+            # OPENAI_API_KEY must not be sent to it.
+            model, api_base = self._local_route()
+            kwargs.update(model=model, api_base=api_base, api_key="no-key-needed")
+        elif self.config.api_base:
             kwargs["api_base"] = expand_env(self.config.api_base)
             if self._provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
                 # vLLM / Ollama need no key, but the OpenAI SDK refuses to start without one.
@@ -438,13 +451,29 @@ class LLMClient:
         if self.config.model in _NO_RESPONSE_FORMAT:
             return False
         if self._schema_support is None:
-            self._schema_support = (self._provider in _JSON_SCHEMA_PROVIDERS
+            self._schema_support = (self._provider in _JSON_SCHEMA_PROVIDERS or self._is_local()
                                     or registered_providers().get(self._provider, False)
                                     or _litellm_says_schema_ok(self.config.model))
         return self._schema_support
 
     def _in_process(self) -> bool:
         return self._provider in _OWN_PROVIDERS or self._provider in registered_providers()
+
+    def _is_local(self) -> bool:
+        """`local/...` served by llama-server (unless an in-process provider took the name `local`)."""
+        return self._provider == "local" and not self._in_process()
+
+    def _local_route(self) -> tuple[str, str]:
+        """(litellm model, api_base) of this config's llama-server: started on first use, restarted if it died."""
+        from pada.llm import engine
+
+        server = self._local_server
+        if server is None or not server.alive():
+            try:
+                server = self._local_server = engine.server_for(self.config)
+            except engine.EngineError as err:
+                raise LLMConfigError(str(err)) from err
+        return f"openai/{server.model_name}", server.api_base
 
     def _drop_response_format(self) -> None:
         with _NO_RESPONSE_FORMAT_LOCK:
@@ -480,7 +509,7 @@ class LLMClient:
             return None
 
     def _ensure_provider(self) -> None:
-        """Register our own litellm providers (local/...) once, on first use, so importing stays cheap."""
+        """Register our own litellm providers once, on first use, so importing stays cheap."""
         if self._provider_ready:
             return
         with self._provider_lock:
@@ -618,7 +647,7 @@ def _is_retryable(exc: Exception, in_process: bool = False) -> bool:
     """Transient: rate limit, timeout, connection error, 5xx. Never auth / bad request / missing key.
 
     litellm reports any plain exception raised inside a CustomLLM as APIConnectionError; for our
-    in-process providers (local/, any `register_provider` one) that is a bug or a bad input, not a flaky network.
+    in-process providers (any `register_provider` one) that is a bug or a bad input, not a flaky network.
     """
     litellm = _litellm()
     if _missing_credentials(exc):
@@ -817,7 +846,7 @@ def _check_own_provider_exists(provider: str, model: str) -> None:
     if not found:
         raise LLMConfigError(
             f"model {model!r} needs the bundled provider {module_name}, which is not installed in this "
-            "checkout; use an API model (e.g. openai/gpt-4o-mini) or restore pada/llm/local.py"
+            "checkout; use an API model (e.g. openai/gpt-4o-mini)"
         )
 
 
