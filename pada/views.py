@@ -387,7 +387,10 @@ def find_comparisons(root: Path | None = None) -> list[Path]:
 
 
 def read_comparison(path: Path) -> pd.DataFrame:
-    """A `comparison.csv` with its numeric columns typed; a file without the expected columns is an error."""
+    """A `comparison.csv` with its numeric columns typed; a file without the expected columns is an error.
+
+    Tables from before seeds and selection were recorded read as one seed (0), with `selected` worked out
+    from the validation column the same way `compare` does (best validation, earliest on a tie)."""
     with path.open(newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle), [])
     missing = [c for c in COMPARISON_COLUMNS if c not in header]
@@ -396,7 +399,49 @@ def read_comparison(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path)
     for column in ("iteration", "value", "tokens", "cost_usd"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").fillna(0).astype(int) if "seed" in frame else 0
+    frame["validation"] = pd.to_numeric(frame["validation"], errors="coerce") if "validation" in frame else float("nan")
+    if "selected" in frame:
+        frame["selected"] = frame["selected"].astype(str).str.lower().eq("true")
+    else:
+        frame["selected"] = _selected_by_validation(frame)
     return frame
+
+
+def _selected_by_validation(frame: pd.DataFrame) -> pd.Series:
+    """Per (method, seed), True at the iteration with the best validation value (earliest on a tie)."""
+    chosen = pd.Series(False, index=frame.index)
+    if frame.empty:
+        return chosen
+    ranked = frame.assign(_v=frame["validation"].fillna(float("-inf"))).sort_values(
+        ["method", "seed", "_v", "iteration"], ascending=[True, True, False, True])
+    chosen[ranked.groupby(["method", "seed"], sort=False).head(1).index] = True
+    return chosen
+
+
+def read_comparison_summary(path: Path) -> pd.DataFrame | None:
+    """The `comparison_summary.csv` beside a `comparison.csv` (one row per method: selected iteration,
+    mean/std over seeds, difference to vanilla and its interval), or None for a table written before it."""
+    summary = Path(path).with_name("comparison_summary.csv")
+    if not summary.is_file():
+        return None
+    frame = pd.read_csv(summary, dtype={"seeds": str, "selected_iterations": str})
+    for column in ("test_mean", "test_std", "validation_mean", "difference_vs_vanilla", "ci_low", "ci_high",
+                   "ci_items", "synthetic", "tokens", "cost_usd"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def comparison_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(test metric per method and iteration, mean over seeds; the selected iteration of each method and seed).
+
+    The first is the chart's lines (columns method, iteration, value, seeds), the second its markers
+    (method, seed, iteration, value)."""
+    lines = (frame.groupby(["method", "iteration"], sort=False)
+             .agg(value=("value", "mean"), seeds=("seed", "nunique")).reset_index())
+    marks = frame.loc[frame["selected"], ["method", "seed", "iteration", "value"]].reset_index(drop=True)
+    return lines, marks
 
 
 # ------------------------------------------------------------------ cost

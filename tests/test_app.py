@@ -409,3 +409,43 @@ def test_runs_frame_summarises_the_run(runs):
     assert (row["task"], row["method"], row["status"], row["iteration"], row["metric"]) == (
         "arc_challenge", "pada", "completed", "2 / 2", "accuracy")
     assert row["tokens"] > 0
+
+
+def test_compare_page_shows_the_summary_and_the_metric_per_iteration_with_the_selection(tmp_path, monkeypatch):
+    import base64
+    import json
+
+    import numpy as np
+
+    from pada.comparison import ComparisonRow, summarise, write_comparison
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("PADA_RUNS_DIR", str(root))
+    rows = [ComparisonRow("vanilla", "v0", 1, "accuracy", 0.30, 0.30, 0, 0.0, 0, 0),
+            ComparisonRow("vanilla", "v1", 1, "accuracy", 0.34, 0.32, 0, 0.0, 0, 1),
+            *[ComparisonRow("pada", f"p{seed}", i, "accuracy", test, val, 900, 0.01, 10 * (i - 1), seed)
+              for seed, per_it in ((0, [(0.30, 0.2), (0.40, 0.5)]), (1, [(0.32, 0.6), (0.44, 0.4)]))
+              for i, (test, val) in enumerate(per_it, start=1)]]
+    items = {(m, s): {f"q{k}": float(k < n) for k in range(10)}
+             for (m, s), n in {("vanilla", 0): 3, ("vanilla", 1): 3, ("pada", 0): 4, ("pada", 1): 3}.items()}
+    write_comparison(rows, root / "comparisons" / "20261201-100000", summarise(rows, items))
+    at = open_page(app(), "compare")
+    no_errors(at, "compare")
+    assert at.title[0].value == "Compare"
+    summary = at.dataframe[0].value
+    assert summary.loc["pada", "selected_iterations"] == "2 1"  # per seed, by validation
+    assert summary.loc["pada", "test_mean"] == pytest.approx(100 * (0.40 + 0.32) / 2)
+    assert summary.loc["pada", "difference_vs_vanilla"] == pytest.approx(5.0)  # items: +1 of 10 at seed 0
+    assert summary.loc["pada", "ci_low"] <= 5.0 <= summary.loc["pada", "ci_high"]
+    assert any("paired percentile bootstrap" in c.value for c in at.caption)
+    (chart,) = charts(at)
+    def values(array):  # plotly writes numpy arrays as {"dtype", "bdata": base64}
+        if isinstance(array, dict):
+            return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+        return list(array)
+
+    stars = [trace for trace in json.loads(chart.proto.spec)["data"] if trace.get("marker", {}).get("symbol") == "star"]
+    assert sorted((x, y) for trace in stars for x, y in zip(values(trace["x"]), values(trace["y"]))) == [(1, 0.30), (1, 0.32),
+                                                                                          (1, 0.34), (2, 0.40)]
+    per_iteration = at.dataframe[1].value
+    assert per_iteration.loc["pada", "iteration 2"] == pytest.approx(0.42)
