@@ -228,7 +228,7 @@ class CanaryPlanter:
         number = 0
         for kind, i in zip(self.kinds(rng), slots):
             original = batches[i].original
-            built = self._build(kind, original, rng)
+            built = self.build(kind, original, rng)
             if built is None:
                 continue
             (question, answer), source = built
@@ -244,8 +244,9 @@ class CanaryPlanter:
             planted[i].append((rng.randint(0, len(samples[i]) + len(planted[i])), sample, verdict))
         return planted
 
-    def _build(self, kind: str, original: Example, rng: random.Random
+    def build(self, kind: str, original: Example, rng: random.Random
                ) -> tuple[tuple[str, str], Example] | None:
+        """((question, answer), the training example it came from) of a `kind` shown with `original`, or None."""
         if kind == "copy":
             pair = build_pair(kind, self.form, original, original, rng)
             return (pair, original) if pair else None

@@ -1,0 +1,118 @@
+"""Pick a judge by how it scores samples whose verdict is known (issue 12: "a judge you can check").
+
+For `--n` training examples of `--task`, each one is the "original" of judge calls whose samples are the
+planted set of pada/agents/canaries.py: one bad sample of every kind the task's form builds (wrong answer,
+broken format or non-span, copy of the original, mismatched answer) and `--controls` real training
+examples shown as samples, shuffled and sent `--batch` at a time through the same prompt and schema as the
+pipeline's quality control (`pada.agents.quality.judge_batches`, threshold 7). Prints, per kind, how many
+the judge rejected, then the catch rate (bad samples rejected / scored) and the control acceptance
+(training examples accepted / scored). Goal (issue 12): catch rate >= 80%, control acceptance >= 70%.
+
+Any litellm model string works, through `LLMClient`: `local/qwen2.5-coder-0.5b`,
+`local/qwen2.5-coder-1.5b` (bundled, served by llama-server), `openai/<m> --api-base URL`, ...
+
+Run:  .venv/bin/python benchmarks/bench_judge.py --judge local/qwen2.5-coder-0.5b --task gsm8k --n 10
+      [--with-strategy] [--batch 3] [--controls 2] [--seed 0] [--json]
+Replies are not cached (each run measures the judge); cost: ceil((kinds + controls) / batch) calls per example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+from pada.agents.canaries import CONTROL, CanaryPlanter, CanaryVerdict, bad_kinds, record, summarise  # noqa: E402
+from pada.agents.quality import QCBatch, QCConfig, judge_batches  # noqa: E402
+from pada.llm import LLMClient, LLMConfig  # noqa: E402
+from pada.records import Strategy, SyntheticSample  # noqa: E402
+from pada.tasks import get_task  # noqa: E402
+
+# A strategy like the ones the pipeline drafts, for --with-strategy (pattern-branch batches score adherence too).
+STRATEGY = Strategy(cluster_id=0, category_name="multi-step reasoning", strategy_name="Step-by-step variants",
+                    generation_approach="New questions of the same kind that need the same steps to answer")
+
+
+def planted_calls(task_name: str, n: int, controls: int, batch: int, seed: int, with_strategy: bool):
+    """[(QCBatch, [SyntheticSample], [CanaryVerdict])] for `n` originals: every bad kind plus controls."""
+    task = get_task(task_name)
+    pool = task.splits(train_size=max(n + 4, 12), val_size=2, test_size=2, seed=seed).train
+    form = task.sample_form
+    planter = CanaryPlanter(pool, form, count=0, seed=seed)
+    rng = random.Random(f"bench_judge:{seed}")
+    calls, number = [], 0
+    for original in pool[:n]:
+        kinds = list(bad_kinds(form)) + [CONTROL] * controls
+        rng.shuffle(kinds)
+        shown: list[tuple[SyntheticSample, CanaryVerdict]] = []
+        for kind in kinds:
+            built = planter.build(kind, original, rng)
+            if built is None:
+                continue
+            (question, answer), source = built
+            messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+            sample_id = f"bench-{number}"
+            number += 1
+            shown.append((SyntheticSample(sample_id=sample_id, branch="pattern" if with_strategy else "error",
+                                          based_on_example=source.id, messages=messages),
+                          CanaryVerdict(canary_id=sample_id, iteration=0, kind=kind, control=kind == CONTROL,
+                                        based_on_example=source.id, shown_with=original.id, messages=messages)))
+        qc_batch = QCBatch(original, STRATEGY if with_strategy else None)
+        for start in range(0, len(shown), batch):
+            part = shown[start:start + batch]
+            calls.append((qc_batch, [s for s, _ in part], [v for _, v in part]))
+    return calls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--judge", default="local/qwen2.5-coder-0.5b", help="litellm model string of the judge")
+    parser.add_argument("--api-base", default=None, help="server URL for openai/... or hosted_vllm/... models")
+    parser.add_argument("--task", default="gsm8k", help="arc_challenge, gsm8k, hellaswag, squad or humaneval")
+    parser.add_argument("--n", type=int, default=10, help="training examples used as originals")
+    parser.add_argument("--controls", type=int, default=2, help="real training examples shown per original")
+    parser.add_argument("--batch", type=int, default=3, help="samples per judge call (the pipeline's B, ~3)")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--with-strategy", action="store_true", help="judge as pattern batches (adherence too)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+
+    calls = planted_calls(args.task, args.n, args.controls, args.batch, args.seed, args.with_strategy)
+    judge = LLMClient(LLMConfig(model=args.judge, api_base=args.api_base, concurrency=args.concurrency))
+    started = time.perf_counter()
+    results = judge_batches(judge, [c[0] for c in calls], [c[1] for c in calls], 1, QCConfig())
+    seconds = time.perf_counter() - started
+    verdicts = [record(verdict, result) for (_, _, batch_verdicts), batch_results in zip(calls, results)
+                for verdict, result in zip(batch_verdicts, batch_results)]
+    per_kind: dict[str, dict[str, int]] = {}
+    for v in verdicts:
+        row = per_kind.setdefault(v.kind, {"shown": 0, "scored": 0, "rejected": 0})
+        row["shown"] += 1
+        row["scored"] += v.ok
+        row["rejected"] += v.ok and not v.passed
+    summary = {"judge": args.judge, "task": args.task, "n": args.n, "calls": len(calls),
+               "seconds": round(seconds, 1), **summarise(verdicts), "per_kind": per_kind}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"judge {args.judge} on {args.task}: {len(calls)} calls, {seconds:.1f} s")
+    for kind, row in sorted(per_kind.items()):
+        verb, count = ("accepted", row["scored"] - row["rejected"]) if kind == CONTROL else ("rejected", row["rejected"])
+        print(f"  {kind:<13} {verb} {count}/{row['scored']} scored ({row['shown']} shown)")
+    rate = lambda value: "n/a" if value is None else f"{100 * value:.0f}%"  # noqa: E731
+    print(f"catch rate {rate(summary['catch_rate'])} (goal >= 80%), control acceptance "
+          f"{rate(summary['control_acceptance'])} (goal >= 70%)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
