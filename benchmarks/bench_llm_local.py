@@ -286,6 +286,20 @@ def old_tree(rev: str, cache: Path) -> Path:
     return root
 
 
+def old_missing(rev: str) -> str:
+    """Why this interpreter cannot run the old provider ("" if it can): outlines left requirements.txt with it."""
+    import importlib.util
+
+    missing = [name for name in ("torch", "transformers", "outlines", "outlines_core")
+               if importlib.util.find_spec(name) is None]
+    if not missing:
+        return ""
+    pins = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:requirements.txt"], capture_output=True,
+                          text=True).stdout.splitlines()
+    wanted = [line.strip() for line in pins if line.split("==")[0].strip().replace("-", "_") in missing]
+    return f"missing {', '.join(missing)}: .venv/bin/pip install {' '.join(wanted) or ' '.join(missing)}"
+
+
 def gguf_for(label: str, override: str | None) -> tuple[Path | None, str]:
     """(GGUF path, "") for a model label, or (None, why it is skipped)."""
     if override:
@@ -406,7 +420,11 @@ def main() -> int:
             "threads": args.threads}
     rows: list[dict] = []
 
-    if "old" in sides and "0.5b" in models:
+    why_not_old = old_missing(args.old_provider_rev) if "old" in sides and "0.5b" in models else ""
+    if why_not_old:
+        notes.append(f"old 0.5b: skipped: {why_not_old}")
+        print(notes[-1], flush=True)
+    elif "old" in sides and "0.5b" in models:
         root = old_tree(args.old_provider_rev, cache)
         result = run_worker({**base, "label": "old-0.5b", "side": "old", "model_label": "0.5b", "model": OLD_MODEL,
                              "pada_root": str(root)}, work)
