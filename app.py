@@ -23,20 +23,9 @@ ICONS = {
 }
 
 
-def page_titles() -> dict[str, str]:
-    """common.PAGES with the Compare page after Evolution (where a comparison used to be shown)."""
-    titles: dict[str, str] = {}
-    for path, title in common.PAGES.items():
-        titles[path] = title
-        if path == "pages/evolution.py":
-            titles.setdefault("pages/compare.py", "Compare")
-    titles.setdefault("pages/compare.py", "Compare")
-    return titles
-
-
 def main() -> None:
     pages = [st.Page(path, title=title, icon=ICONS[path], default=path == "pages/runs.py")
-             for path, title in page_titles().items()]
+             for path, title in common.PAGES.items()]
     page = st.navigation(pages)
     common.sidebar()
     try:

@@ -125,7 +125,7 @@ def reusable_run(config: RunConfig, runs_root=None) -> RunStore | None:
     wanted = _canonical(config.to_dict())
     same = [run for run in list_runs(runs_root) if run.config and _canonical(run.config) == wanted]
     for run in sorted(same, key=lambda run: run.status != "completed"):  # stable: newest first within each
-        if effective_status(run.status, run.pid) != "running":
+        if effective_status(run.status, run.pid, run.path) != "running":  # the run lock, not the pid alone
             return RunStore.open(run.path)
     return None
 

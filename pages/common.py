@@ -41,6 +41,7 @@ PAGES = {  # page file -> title, used by app.py and by links between pages
     "pages/strategies.py": "Patterns & strategies",
     "pages/samples.py": "Synthetic review",
     "pages/evolution.py": "Evolution",
+    "pages/compare.py": "Compare",
     "pages/cost.py": "Cost",
 }
 

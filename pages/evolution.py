@@ -1,5 +1,5 @@
-"""Evolution: validation errors per category per iteration (the paper's Figure 8), metrics per iteration,
-and the method comparison written by `python -m pada compare` when there is one."""
+"""Evolution: validation errors per category per iteration (the paper's Figure 8) and metrics per iteration.
+Comparisons of methods have their own page (pages/compare.py)."""
 
 from __future__ import annotations
 
@@ -56,32 +56,6 @@ def metric_lines(store) -> None:
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns})
 
 
-def comparison() -> None:
-    st.subheader("Method comparison")
-    paths = views.find_comparisons(common.runs_root())
-    if not paths:
-        st.caption("No comparison yet. `python -m pada compare --config configs/quickstart.yaml` runs every method "
-                   f"with the same budget and writes `comparison.csv` under `{common.runs_root()}/comparisons/`.")
-        return
-    path = st.selectbox("Comparison", paths, format_func=lambda p: str(p.parent.name), key="evolution-comparison")
-    try:
-        frame = views.read_comparison(path)
-    except (ValueError, OSError) as err:
-        st.error(str(err))
-        return
-    metric = frame["metric"].iloc[0] if not frame.empty else "metric"
-    fig = px.line(frame, x="iteration", y="value", color="method", markers=True,
-                  color_discrete_sequence=common.PALETTE)
-    common.style(fig).update_layout(xaxis={"dtick": 1}, yaxis_title=f"test {metric}")
-    st.plotly_chart(fig, key="comparison-chart")
-    table = frame.pivot_table(index="method", columns="iteration", values="value")
-    table.columns = [f"iteration {c}" for c in table.columns]
-    cost = frame.groupby("method")[["tokens", "cost_usd"]].max()
-    st.dataframe(table.join(cost), key="comparison-table",
-                 column_config={"cost_usd": st.column_config.NumberColumn("cost ($)", format="%.4f")})
-    st.caption(f"From `{path}` (test-set {metric}; tokens and cost are per run).")
-
-
 def main() -> None:
     common.require_frame()
     st.title("Evolution")
@@ -96,7 +70,8 @@ def main() -> None:
     else:
         st.info("No run selected: pick one in the sidebar to see how its errors shrink.")
     st.divider()
-    comparison()
+    st.page_link("pages/compare.py", label="Method comparisons (`python -m pada compare`)",
+                 icon=":material/compare_arrows:")
 
 
 main()

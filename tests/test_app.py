@@ -21,7 +21,7 @@ from pada import views
 from pada.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["runs", "errors", "clusters", "strategies", "samples", "evolution", "cost"]
+PAGES = ["runs", "errors", "clusters", "strategies", "samples", "evolution", "compare", "cost"]
 
 
 @pytest.fixture
@@ -233,22 +233,6 @@ def test_sample_review_shows_the_original_side_by_side(runs):
     assert any(f"Original · `{sample.based_on_example}`" in m.value for m in at.markdown)
 
 
-def test_evolution_page_shows_a_comparison_table(runs):
-    root, _ = runs
-    out = root / "comparisons" / "20261123-120000"
-    out.mkdir(parents=True)
-    (out / "comparison.csv").write_text(
-        "method,run_id,iteration,metric,value,tokens,cost_usd\n"
-        "pada,a,1,accuracy,0.30,900,0.01\npada,a,2,accuracy,0.36,900,0.01\n"
-        "vanilla,b,1,accuracy,0.31,0,0.0\n", encoding="utf-8")
-    at = open_page(app(), "evolution")
-    no_errors(at, "evolution")
-    assert len(charts(at)) == 3
-    table = next(d.value for d in at.dataframe if "pada" in d.value.index)
-    assert table.loc["pada", "iteration 2"] == pytest.approx(0.36)
-    assert table.loc["vanilla", "tokens"] == 0
-
-
 # ------------------------------------------------------------ empty state
 
 
@@ -261,7 +245,9 @@ def test_a_first_time_user_sees_how_to_start(tmp_path, monkeypatch):
     for page in PAGES[1:]:
         open_page(at, page)
         assert not at.exception
-        if page != "evolution":
+        if page == "compare":  # not about one run: says how to make a comparison
+            assert any("No comparison yet" in i.value for i in at.info)
+        elif page != "evolution":
             assert any("No run selected" in i.value for i in at.info), page
 
 
