@@ -25,6 +25,14 @@ from pada.errors import PadaError
 from pada.records import Message
 from pada.slm.config import ALL_LINEAR, LoRAConfig
 
+# Memory (issue 11): SmolLM2-135M, bf16, B=8 x T=384, r=32 all-linear used to keep ~6.1 GB for the backward pass:
+# ~3.9 GB of float32 LoRA-dropout tensors (each of the 7 adapted projections per layer kept its input cast to
+# float32 times a float32 dropout noise, and that product for lora_A's weight gradient) and 0.6 GB of float32
+# log-softmax over the whole [B*T, 49,152] logits (plus ~1.4 GB of logits and their float32 copies at the end of
+# the forward and start of the backward). `_LeanLossTrainer` computes logits only where a label is, and
+# `_lean_lora` keeps only the layer's own input and a random-generator state per adapted projection. Same
+# arithmetic, same random draws, so the same training result (tests/test_slm_memory.py).
+
 IGNORE_INDEX = -100  # label value the loss skips
 SUMMARY_FILE = "training_summary.json"
 
@@ -95,7 +103,7 @@ def finetune(base_model: str | Path | None, conversations: Sequence[Sequence[Mes
     (bf16): 300 ARC examples x 1 epoch = 38 steps, 32.7k tokens: 372 s at 88 tokens/s with the CPU
     shared (load 5-7); MEASURED.md's idle figure, ~245 tokens/s, would make it ~2.5 min.
     """
-    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import DataCollatorForSeq2Seq, set_seed
 
     from pada.bundled import resolve_model
     from pada.slm.device import resolve_device, resolve_dtype
@@ -116,7 +124,7 @@ def finetune(base_model: str | Path | None, conversations: Sequence[Sequence[Mes
     set_seed(config.seed)  # before the adapter is created: LoRA A matrices are random
     model = _lora_model(model_path, config, dtype)
     with tempfile.TemporaryDirectory(prefix="pada-trainer-") as scratch:
-        trainer = Trainer(
+        trainer = _LeanLossTrainer(
             model=model,
             args=_training_arguments(config, device, scratch),
             train_dataset=dataset,
@@ -177,9 +185,11 @@ def _lora_model(model_path: str, config: LoRAConfig, dtype):
         target_modules=ALL_LINEAR if config.target_modules == ALL_LINEAR else list(config.target_modules),
     )
     try:
-        return get_peft_model(model, peft_config)
+        peft_model = get_peft_model(model, peft_config)
     except ValueError as err:  # e.g. a target module name the architecture lacks
         raise PadaError(f"cannot attach LoRA to {model_path}: {err}") from None
+    _lean_lora(peft_model)
+    return peft_model
 
 
 def _training_arguments(config: LoRAConfig, device: str, output_dir: str):
@@ -217,3 +227,172 @@ def _progress_callback(on_progress: ProgressFn):
             on_progress(state.global_step, state.max_steps)
 
     return ProgressCallback()
+
+
+# ---------------------------------------------------------------- memory (issue 11)
+
+def _LeanLossTrainer(*args, **kwargs):
+    """A transformers Trainer whose causal-LM loss projects only the labelled positions onto the vocabulary.
+
+    transformers' loss takes logits at all B*T positions ([B, T, V] in the model dtype, a float32 copy, a float32
+    log-softmax kept for the backward, then float32 and model-dtype gradients of the same size). Here the hidden
+    state at t is projected only where label t+1 is not IGNORE_INDEX (`logits_to_keep` with a boolean mask), and the
+    loss is the same float32 cross-entropy: summed over those tokens and divided by the Trainer's
+    `num_items_in_batch` (labelled tokens after the shift, over all accumulated micro-batches), or their mean
+    without it, exactly as `ForCausalLMLoss` reduces.
+    """
+    from transformers import Trainer
+
+    class LeanLossTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or "labels" not in inputs or self.label_smoother is not None \
+                    or self.compute_loss_func is not None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs = dict(inputs)
+            loss = labelled_token_loss(model, inputs.pop("labels"), num_items_in_batch, **inputs)
+            if (self.args.average_tokens_across_devices and num_items_in_batch is not None
+                    and self.accelerator.num_processes > 1):  # what Trainer.compute_loss does for its own loss
+                loss = loss * self.accelerator.num_processes
+            return loss
+
+    return LeanLossTrainer(*args, **kwargs)
+
+
+def labelled_token_loss(model, labels, num_items_in_batch=None, **inputs):
+    """The causal-LM loss of `model` on `inputs`, with logits computed only at positions that predict a label."""
+    import torch
+    import torch.nn.functional as F
+
+    targets = labels[:, 1:]  # position t predicts label t+1
+    predicting = targets != IGNORE_INDEX
+    keep = F.pad(predicting, (0, 1), value=False)  # [B, T] bool: hidden states to project
+    logits = model(**inputs, logits_to_keep=keep).logits  # [N, V], N = labelled tokens
+    loss = F.cross_entropy(logits.float(), targets[predicting].to(logits.device),
+                           reduction="sum" if num_items_in_batch is not None else "mean")
+    if num_items_in_batch is not None:
+        loss = loss / (num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch)
+                       else num_items_in_batch)
+    return loss
+
+
+def _lean_lora(peft_model) -> int:
+    """Give every plain LoRA Linear of `peft_model` a forward that keeps less for the backward pass; returns how many.
+
+    peft computes `lora_B(lora_A(dropout(x.to(float32)))) * scaling`: on a bfloat16 model autograd then keeps, per
+    adapted projection, the float32 dropout noise and the float32 dropped-out input (8 bytes per input element,
+    7 projections per layer). `_LoraBranch` does the same operations in the same order with the same random
+    draws, but keeps only x itself (usually kept anyway, shared by q/k/v and by gate/up) and the random-generator
+    state, and redraws the dropout mask in the backward pass. Layers this does not cover (merged, DoRA and other
+    variants, biases, non-CPU tensors, extra arguments) keep peft's forward.
+    """
+    from peft.tuners.lora.layer import Linear as LoraLinear
+    from torch import nn
+
+    patched = 0
+    for module in peft_model.modules():
+        if type(module) is not LoraLinear:
+            continue
+        plain = all(
+            type(module.lora_A[name]) is nn.Linear and module.lora_A[name].bias is None
+            and type(module.lora_B[name]) is nn.Linear and module.lora_B[name].bias is None
+            and type(module.lora_dropout[name]) in (nn.Dropout, nn.Identity)
+            and name not in module.lora_variant
+            for name in module.lora_A)
+        if plain:
+            module.forward = _lean_forward(module, module.forward)
+            patched += 1
+    return patched
+
+
+def _lean_forward(layer, peft_forward):
+    from torch import nn
+
+    def forward(x, *args, **kwargs):
+        if (args or kwargs or layer.disable_adapters or layer.merged or x.device.type != "cpu"
+                or any(name in layer.lora_variant for name in layer.active_adapters)):
+            return peft_forward(x, *args, **kwargs)
+        result = layer.base_layer(x)
+        result_dtype = result.dtype
+        cast = getattr(layer, "cast_input_dtype_enabled", True)
+        for name in layer.active_adapters:
+            if name not in layer.lora_A:
+                continue
+            dropout = layer.lora_dropout[name]
+            p = float(dropout.p) if isinstance(dropout, nn.Dropout) and dropout.training else 0.0
+            weight_a, weight_b = layer.lora_A[name].weight, layer.lora_B[name].weight
+            result = result + _LoraBranch.apply(x, weight_a, weight_b, p, layer.scaling[name], cast)
+        return result.to(result_dtype)
+
+    return forward
+
+
+def _lora_branch_class():
+    import torch
+
+    class LoraBranch(torch.autograd.Function):
+        """lora_B(lora_A(dropout(x.to(A.dtype)))) * scaling, with CPU dropout drawn as torch draws it."""
+
+        @staticmethod
+        def forward(ctx, x, weight_a, weight_b, p, scaling, cast):
+            ctx.p, ctx.scaling, ctx.cast = p, scaling, cast
+            ctx.rng_state = torch.get_rng_state() if p > 0 else None
+            dropped = _dropped(x, weight_a.dtype, p, cast)
+            hidden = torch.nn.functional.linear(dropped, weight_a)
+            ctx.save_for_backward(x, weight_a, weight_b, hidden)
+            return torch.nn.functional.linear(hidden, weight_b) * scaling
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, weight_a, weight_b, hidden = ctx.saved_tensors
+            grad = (grad * ctx.scaling).reshape(-1, grad.shape[-1])
+            grad_b = grad.t().mm(hidden.reshape(-1, hidden.shape[-1])) if ctx.needs_input_grad[2] else None
+            grad_hidden = grad.mm(weight_b)
+            del grad
+            noise = None
+            if ctx.p > 0:
+                current = torch.get_rng_state()
+                torch.set_rng_state(ctx.rng_state)
+                try:
+                    dropped, noise = _dropped(x, weight_a.dtype, ctx.p, ctx.cast, with_noise=True)
+                finally:
+                    torch.set_rng_state(current)
+            else:
+                dropped = _dropped(x, weight_a.dtype, 0.0, ctx.cast)
+            grad_a = grad_hidden.t().mm(dropped.reshape(-1, dropped.shape[-1])) if ctx.needs_input_grad[1] else None
+            del dropped
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_x = grad_hidden.mm(weight_a).reshape(x.shape)
+                if noise is not None:
+                    grad_x = grad_x * noise
+                grad_x = grad_x.to(x.dtype)
+            return grad_x, grad_a, grad_b, None, None, None
+
+    return LoraBranch
+
+
+def _dropped(x, dtype, p: float, cast: bool, with_noise: bool = False):
+    """dropout(x cast to dtype) computed as torch does it on the CPU: noise = bernoulli(1 - p) / (1 - p); x * noise."""
+    import torch
+
+    if cast and x.dtype != dtype:
+        x = x.to(dtype)
+    if p <= 0:
+        return (x, None) if with_noise else x
+    noise = torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
+    out = x * noise
+    return (out, noise) if with_noise else out
+
+
+class _LazyLoraBranch:
+    """`_LoraBranch.apply` without importing torch when this module is imported."""
+
+    _cls = None
+
+    def apply(self, *args):
+        if _LazyLoraBranch._cls is None:
+            _LazyLoraBranch._cls = _lora_branch_class()
+        return _LazyLoraBranch._cls.apply(*args)
+
+
+_LoraBranch = _LazyLoraBranch()
