@@ -15,7 +15,8 @@ command -v bwrap >/dev/null 2>&1 || apt_packages+=(bubblewrap)
 # cmake and a C++ compiler build llama-server (below), only when the cached build is missing.
 llama_version=0.3.36  # = ENGINE_VERSION in pada/llm/engine.py
 engine_dir="${PADA_CACHE_DIR:-$HOME/.cache/pada}/llama.cpp-$llama_version"
-engine_works() { LD_LIBRARY_PATH="$engine_dir/bin" "$engine_dir/bin/llama-server" --version >/dev/null 2>&1; }
+engine_stamp="$engine_dir/.pada-build-no-amx"  # written by this script's build (an older cached one lacks it)
+engine_works() { [ -f "$engine_stamp" ] && LD_LIBRARY_PATH="$engine_dir/bin" "$engine_dir/bin/llama-server" --version >/dev/null 2>&1; }
 if ! engine_works; then
   command -v cmake >/dev/null 2>&1 || apt_packages+=(cmake)
   command -v c++ >/dev/null 2>&1 || apt_packages+=(g++)
@@ -54,14 +55,20 @@ if ! engine_works; then
   tar -xzf "$work"/llama_cpp_python-"$llama_version".tar.gz -C "$work"
   src="$work/llama_cpp_python-$llama_version/vendor/llama.cpp"
   jobs="$(nproc 2>/dev/null || echo 2)"
+  # Native code for this CPU, minus AMX: virtual machines (this project's included) report AMX tiles that then
+  # fault (SIGILL in ggml's AMX matmul, measured here); AVX-512 and VNNI stay.
+  no_amx=""
+  [ "$(uname -m)" = x86_64 ] && no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
   cmake -S "$src" -B "$work/build" -DGGML_NATIVE=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Release >"$work/cmake.log" 2>&1 \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Release \
+    "-DCMAKE_C_FLAGS=$no_amx" "-DCMAKE_CXX_FLAGS=$no_amx" >"$work/cmake.log" 2>&1 \
     || { tail -20 "$work/cmake.log" >&2; exit 1; }
   cmake --build "$work/build" --target llama-server -j"$jobs" >"$work/build.log" 2>&1 \
     || { tail -30 "$work/build.log" >&2; exit 1; }
   # The binary loads libllama/libggml*.so from beside it (engine.py sets LD_LIBRARY_PATH to its folder).
   rm -rf "$engine_dir.new" && mkdir -p "$engine_dir.new/bin"
   cp -a "$work/build/bin/." "$engine_dir.new/bin/"
+  echo "llama-cpp-python==$llama_version GGML_NATIVE=ON $no_amx" >"$engine_dir.new/$(basename "$engine_stamp")"
   rm -rf "$engine_dir" && mv "$engine_dir.new" "$engine_dir"
   rm -rf "$work"; trap - EXIT
   engine_works || { echo "error: the built llama-server does not run: $engine_dir/bin/llama-server --version" >&2; exit 1; }

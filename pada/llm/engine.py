@@ -324,7 +324,9 @@ def _watchdog_env(binary: Path) -> dict[str, str]:
 
 
 def _paths(key: str) -> dict[str, Path]:
-    root = engine_dir() / "servers"
+    from pada.paths import cache_dir
+
+    root = cache_dir() / "llama-servers"  # beside the build, not in it: a rebuild replaces that folder
     root.mkdir(parents=True, exist_ok=True)
     return {name: root / f"{key}.{name}" for name in ("start", "lease", "registry")}
 
