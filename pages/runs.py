@@ -29,8 +29,9 @@ def empty_state() -> None:
     st.markdown(
         "A run fine-tunes a small model, lets an LLM explain its validation errors, clusters them into "
         "patterns, drafts a strategy per pattern, generates and quality-checks synthetic data, and retrains.\n\n"
-        "The **offline quickstart** uses only bundled models (SmolLM2-135M learns ARC-Challenge; Qwen2.5-Coder "
-        "0.5B analyses and generates). It needs no API key and takes about half an hour on a laptop CPU."
+        "The **offline quickstart** uses only bundled models (SmolLM2-135M learns SQuAD; Qwen2.5-Coder 1.5B "
+        "analyses and generates, served by llama.cpp; the 0.5B judges). It needs no API key and takes about "
+        "20 minutes on a 2-core CPU."
     )
     if st.button("Launch the offline quickstart", type="primary", icon=":material/rocket_launch:"):
         launch_quickstart()

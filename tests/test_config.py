@@ -17,6 +17,8 @@ def test_shipped_configs_load(tmp_path):
     quick = load_config(root / "quickstart.yaml")
     assert quick.llm.model.startswith("local/") and quick.judge.model.startswith("local/")
     assert quick.iterations == 2
+    assert quick.task == "squad" and quick.llm.model != quick.judge.model  # the judge is another model
+    assert quick.data.val_size >= 300 and quick.data.test_size >= 500  # large enough to see a gain
 
 
 def test_defaults_follow_the_paper():
