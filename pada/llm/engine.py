@@ -195,14 +195,16 @@ def ensure_server(gguf: Path, *, parallel: int = DEFAULT_PARALLEL, ctx_per_slot:
                   threads: int | None = None, log_dir: Path | None = None) -> LlamaServer:
     """A healthy llama-server for `gguf` with these settings: this process's, another process's, or a new one.
 
-    `threads` defaults to the CPUs this process may use. A new server's log is `log_dir/llama-server-<name>.log`
+    `threads` defaults to $PADA_LLAMA_THREADS, else the CPUs this process may use. A new server's log is `log_dir/llama-server-<name>.log`
     (`log_dir` None: the engine's cache directory). Raises EngineError with the log's tail if it does not start."""
     gguf = Path(gguf).expanduser().resolve()
     if not gguf.is_file():
         raise EngineError(f"GGUF file {gguf} does not exist")
     if parallel < 1 or ctx_per_slot < 256:
         raise EngineError(f"parallel must be >= 1 and ctx_per_slot >= 256, got {parallel} and {ctx_per_slot}")
-    threads = threads or len(os.sched_getaffinity(0))
+    # On a shared, busy CPU fewer threads can be faster (ggml's threads wait on each other by spinning; measured
+    # here at load 5 on 2 cores: -t 1 10 tok/s, -t 2 0.9 tok/s): PADA_LLAMA_THREADS sets the default.
+    threads = threads or int(os.environ.get("PADA_LLAMA_THREADS") or len(os.sched_getaffinity(0)))
     binary = server_binary()
     settings = json.dumps([str(gguf), parallel, ctx_per_slot, threads, str(binary)])
     key = hashlib.sha256(settings.encode()).hexdigest()[:16]
