@@ -325,7 +325,11 @@ def start_engine(gguf: Path, args, log_dir: Path):
         os.environ["PADA_LLAMA_SERVER"] = args.llama_server
     binary = server_binary()
     server = ensure_server(gguf, parallel=4, ctx_per_slot=4096, threads=args.threads, log_dir=log_dir)
-    return server, f"pada.llm.engine.ensure_server ({binary})"
+    how = f"pada.llm.engine.ensure_server ({binary})"
+    if not getattr(server, "started_here", True):  # its slots and CPUs are shared with whoever else uses it
+        how += f"; WARNING: reused the server pid {server.pid} another process started, so its load counts too"
+        print(f"engine: {how}", file=sys.stderr, flush=True)
+    return server, how
 
 
 def run_worker(job: dict, work: Path) -> dict:
