@@ -7,7 +7,7 @@ batches of 2 failures and two single re-asks), 6 generations (2 pattern-guided w
 error-based, 2 rephrasings; 2 variants each, ARC's multiple-choice form) and 4 judge calls (2 samples each,
 two with a strategy). Built in memory by the current tree, saved nowhere, sent unchanged to both sides; each
 side validates with its own tree's schema class, or, where that class's JSON schema differs from the current
-tree's, a stand-in sending the current tree's (reported). `--quick`: 2 per stage and --max-tokens 96.
+tree's, a frozen copy sending the current tree's (reported). `--quick`: 2 per stage and --max-tokens 96.
 
 Each side x model runs in its own subprocess (memory and threads never mix) through that tree's
 `LLMClient.complete_json_many` (cache off, schema_retries 0, temperature 0, max_tokens --max-tokens = 400):
@@ -155,7 +155,7 @@ def schema_for(spec: list):
 
 
 def frozen_schema(name: str, schema: dict):
-    """A stand-in model whose JSON schema is exactly `schema` (validated with jsonschema): for a tree whose own
+    """A pydantic model whose JSON schema is exactly `schema` (validated with jsonschema): for a tree whose own
     class differs from the current tree's, so both sides still send the very same request."""
     import copy
 

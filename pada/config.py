@@ -89,7 +89,13 @@ class AblationConfig:
     no_qc: bool = field(default=False, metadata={"help": "accept every synthetic sample without judging"})
 
 
-def _local_llm() -> LLMConfig:
+def _local_generator() -> LLMConfig:
+    return LLMConfig(model="local/qwen2.5-coder-1.5b", concurrency=4)
+
+
+def _local_judge() -> LLMConfig:
+    """A different model from the generator (the paper uses another family against self-enhancement bias;
+    offline only the smaller sibling is bundled)."""
     return LLMConfig(model="local/qwen2.5-coder-0.5b", concurrency=4)
 
 
@@ -115,8 +121,8 @@ class RunConfig:
         default_factory=list, metadata={"help": f"stop for human review after these stages: {PAUSE_POINTS}"})
     data: DataConfig = field(default_factory=DataConfig)
     slm: SLMConfig = field(default_factory=SLMConfig)
-    llm: LLMConfig = field(default_factory=_local_llm)  # analysis, patterns, strategies, generation
-    judge: LLMConfig = field(default_factory=_local_llm)  # quality control (paper: a different model)
+    llm: LLMConfig = field(default_factory=_local_generator)  # analysis, patterns, strategies, generation
+    judge: LLMConfig = field(default_factory=_local_judge)  # quality control: a different model
     analysis: ErrorAnalysisConfig = field(default_factory=ErrorAnalysisConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     patterns: PatternConfig = field(default_factory=PatternConfig)

@@ -109,6 +109,15 @@ class Pipeline:
             if server not in self._servers:
                 self._servers.append(server)
 
+    def _release_llms(self) -> None:
+        """Give up the local LLM servers (and the clients on them). Done while the SLM trains or evaluates:
+        an idle server still holds its model (1-2 GB each), which the fine-tune needs more; the next LLM
+        stage starts it again in seconds, from the page cache."""
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
+        self._llms.clear()
+
     def _record_call(self, call: LLMCall) -> None:
         self.store.record_llm_call(self.iteration, call)
         if self._llm_stage is not None:
@@ -157,9 +166,7 @@ class Pipeline:
             raise
         finally:
             store.set_pid(None)
-            for server in self._servers:  # also on failure and stop: no server outlives its run
-                server.stop()
-            self._servers.clear()
+            self._release_llms()  # also on failure and stop: no server outlives its run
         store.set_current(self.n_iterations, None)
         store.set_status("completed")
         store.log_event("info", "run completed")
@@ -187,6 +194,8 @@ class Pipeline:
             return
         self.store.set_current(i, name)
         self.store.log_event("info", f"{name} started", iteration=i, stage=name)
+        if name in (FINETUNE, EVALUATE):
+            self._release_llms()
         self._llm_stage = progress = LLMStageProgress(self.store, i, name)
         try:
             write = fn(i)

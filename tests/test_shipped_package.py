@@ -42,7 +42,7 @@ def test_prompts_carry_no_notes_for_test_parsers():
 
 
 def test_the_provider_registry_has_no_built_in_stand_in():
-    assert client_module._OWN_PROVIDERS == {"local": "pada.llm.local"}
+    assert client_module._OWN_PROVIDERS == {}  # local/ models are a server the client reaches like any other
     assert "scripted" not in client_module._JSON_SCHEMA_PROVIDERS
 
 
