@@ -60,9 +60,6 @@ def _debug(args) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pada.memory import return_freed_memory
-
-    return_freed_memory()  # before torch allocates: training's big temporaries go back to the OS
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
