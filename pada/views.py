@@ -657,3 +657,10 @@ def log_tail(path: Path, lines: int = 30, max_bytes: int = 64_000) -> str:
         handle.seek(max(0, path.stat().st_size - max_bytes))
         text = handle.read().decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
+
+
+def iteration_table(frame: pd.DataFrame, index: str, sort: bool = True) -> pd.DataFrame:
+    """`frame`'s `value` with one row per `index` and one column per iteration ("iteration 1", ...)."""
+    table = frame.pivot_table(index=index, columns="iteration", values="value", sort=sort)
+    table.columns = [f"iteration {c}" for c in table.columns]
+    return table

@@ -71,8 +71,7 @@ def curves(frame, metric: str) -> None:
     st.plotly_chart(fig, key="compare-curves")
     st.caption("Stars: the iteration validation selected" + (
         " for each seed (at that seed's test value); lines are the mean over seeds." if several else "."))
-    table = lines.pivot_table(index="method", columns="iteration", values="value", sort=False)
-    table.columns = [f"iteration {c}" for c in table.columns]
+    table = views.iteration_table(lines, "method", sort=False)
     st.dataframe(table, key="compare-iterations",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns})
 

@@ -50,8 +50,7 @@ def metric_lines(store) -> None:
     if shown["value"].between(0, 1).all():
         fig.update_yaxes(range=[-0.02, 1.02])  # rates: keep the scale honest
     st.plotly_chart(fig, key="metric-lines")
-    table = shown.pivot_table(index="split", columns="iteration", values="value")
-    table.columns = [f"iteration {c}" for c in table.columns]
+    table = views.iteration_table(shown, "split")
     st.dataframe(table, key="metric-table",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns})
 
