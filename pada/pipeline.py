@@ -35,7 +35,7 @@ from pada.stages import (  # noqa: F401  (re-exported: the stage names, in the o
     ANALYSE, CLUSTER, EVALUATE, FINETUNE, GENERATE, PATTERNS, REVIEW_QC, REVIEW_STRATEGIES, STRATEGIES, TRAIN_SET,
 )
 from pada.store import RunStore
-from pada.store.views import TrainingRow
+from pada.store.stored import TrainingRow
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pada import views
+from pada.dashboard import frames
 from pages import common
 
 
 def scatter(points, key: str):
     labels = points.assign(
-        label=[views.cluster_label(c, n) for c, n in zip(points["cluster"], points["category"], strict=False)],
+        label=[frames.cluster_label(c, n) for c, n in zip(points["cluster"], points["category"], strict=False)],
         error_cause=points["error_cause"].map(lambda t: "<br>".join(textwrap.wrap(t, 70)[:6])),  # hover lines
     )
     order = labels.sort_values("cluster")["label"].unique().tolist()
@@ -36,7 +36,7 @@ def scatter(points, key: str):
 
 
 def elbow(clustering) -> None:
-    frame = views.elbow_frame(clustering)
+    frame = frames.elbow_frame(clustering)
     if frame.empty:
         st.caption(f"K = {clustering.k} (no elbow curve stored).")
         return
@@ -53,7 +53,7 @@ def elbow(clustering) -> None:
 
 def sizes(store, iteration: int) -> None:
     frame = common.q(store, "cluster_sizes_frame", iteration)
-    frame = frame.assign(label=[views.cluster_label(c, n) for c, n in zip(frame["cluster"], frame["category"],
+    frame = frame.assign(label=[frames.cluster_label(c, n) for c, n in zip(frame["cluster"], frame["category"],
                                                                            strict=False)])
     fig = px.bar(frame, x="failures", y="label", orientation="h", text="failures", color="label",
                  color_discrete_sequence=common.PALETTE)
@@ -64,14 +64,14 @@ def sizes(store, iteration: int) -> None:
 
 def members(points, selected_ids: list[str], clusters: list[str]) -> None:
     """The failures picked on the chart or by cluster."""
-    labels = [views.cluster_label(c, n) for c, n in zip(points["cluster"], points["category"], strict=False)]
+    labels = [frames.cluster_label(c, n) for c, n in zip(points["cluster"], points["category"], strict=False)]
     picked = points[points["failure_id"].isin(selected_ids) | points.assign(label=labels)["label"].isin(clusters)]
     if picked.empty:
         st.caption("Select points on the map (click, box or lasso) or pick clusters above to list their failures.")
         return
     st.markdown(f"**{len(picked)} selected failures**")
     page, size = common.paged(len(picked), f"clusters-page-{len(picked)}")
-    st.dataframe(views.page_slice(picked, page, size)[["failure_id", "cluster", "category", "error_cause",
+    st.dataframe(frames.page_slice(picked, page, size)[["failure_id", "cluster", "category", "error_cause",
                                                        "scenario"]],
                  hide_index=True,
                  column_config={"error_cause": st.column_config.TextColumn("Error cause", width="large")})

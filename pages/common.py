@@ -20,14 +20,14 @@ from typing import Any
 
 import streamlit as st
 
-from pada import views
+from pada.dashboard import frames, processes
 from pada.store import RunStore
 
 log = logging.getLogger("pada.dashboard")
 
 RUN_KEY = "run"  # session-state key (and query parameter) of the selected run id
 PENDING_RUN_KEY = "select_run"  # a page asks the sidebar to select this run on the next rerun
-LAUNCHES_KEY = "launches"  # run id -> views.Launch, for processes this session started
+LAUNCHES_KEY = "launches"  # run id -> processes.Launch, for processes this session started
 AUTHOR_KEY = "author"
 SEEN_KEY = "_pada_frame_seen"  # this session has had the app's frame drawn at least once
 DEFAULT_AUTHOR = "reviewer"
@@ -116,7 +116,7 @@ def run_picker() -> None:
 
 
 def runs_root() -> Path:
-    return views.app_runs_root()
+    return frames.app_runs_root()
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -145,7 +145,7 @@ def editable(store: RunStore) -> RunStore:
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def runs_table(root: str):
     """The runs table (opens every run: cached for a couple of seconds)."""
-    return views.runs_frame(Path(root))
+    return frames.runs_frame(Path(root))
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
@@ -153,13 +153,13 @@ def run_ids(root: str) -> list[tuple[str, str]]:
     """(run id, status) of every run, newest first, for the sidebar picker."""
     from pada.store import list_runs
 
-    return [(s.run_id, views.effective_status(s.status, s.pid, s.path)) for s in list_runs(Path(root))]
+    return [(s.run_id, frames.effective_status(s.status, s.pid, s.path)) for s in list_runs(Path(root))]
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _cached(path: str, version: int, name: str, args: tuple, kwargs: tuple) -> Any:
     store = open_store(path)
-    fn = getattr(views, name, None)
+    fn = getattr(frames, name, None)
     if fn is not None:
         return fn(store, *args, **dict(kwargs))
     return getattr(store, name)(*args, **dict(kwargs))
@@ -171,7 +171,7 @@ def refresh_run_lists() -> None:
     run_ids.clear()
 
 
-def starting(run_id: str) -> views.Launch | None:
+def starting(run_id: str) -> processes.Launch | None:
     """This session's launch of `run_id` whose process is alive but has not taken the run over yet."""
     launch = st.session_state.get(LAUNCHES_KEY, {}).get(run_id)
     if launch is None or not launch.alive:
@@ -182,13 +182,13 @@ def starting(run_id: str) -> views.Launch | None:
     return launch
 
 
-def remember_launch(launch: views.Launch) -> None:
+def remember_launch(launch: processes.Launch) -> None:
     st.session_state.setdefault(LAUNCHES_KEY, {})[launch.run_id] = launch
     refresh_run_lists()
 
 
 def q(store: RunStore, name: str, *args: Any, **kwargs: Any) -> Any:
-    """`views.<name>(store, ...)` or `store.<name>(...)`, cached until the run's data changes."""
+    """`frames.<name>(store, ...)` or `store.<name>(...)`, cached until the run's data changes."""
     return _cached(str(store.path), store.data_version(), name, args, tuple(sorted(kwargs.items())))
 
 
@@ -238,12 +238,12 @@ def author() -> str:
 def status_line(store: RunStore) -> None:
     """One caption under a page title: which run, its status and where the loop is."""
     state = store.state()
-    status = views.effective_status(state.status, state.pid, store.path)
+    status = frames.effective_status(state.status, state.pid, store.path)
     where = ""
     if state.iteration is not None:
         where = f" · iteration {state.iteration}"
         if state.stage:
-            progress = views.progress_text(views.stage_progress(store, state.iteration, state.stage))
+            progress = frames.progress_text(frames.stage_progress(store, state.iteration, state.stage))
             where += f" · stage {state.stage}" + (f" ({progress})" if progress else "")
     st.caption(f"Run `{store.run_id}` · **{status}**{where}")
 
@@ -251,7 +251,7 @@ def status_line(store: RunStore) -> None:
 def not_yet(store: RunStore, what: str) -> None:
     """Empty state: nothing of `what` yet, and why (where the run is)."""
     state = store.state()
-    status = views.effective_status(state.status, state.pid, store.path)
+    status = frames.effective_status(state.status, state.pid, store.path)
     if status in ("running", "created"):
         at = f"at iteration {state.iteration}, stage {state.stage}" if state.stage else "starting"
         st.info(f"No {what} yet: the run is {at}. This page fills in as the run gets there.")
@@ -277,7 +277,7 @@ def iteration_picker(iterations: list[int], key: str, label: str = "Iteration", 
 
 def paged(n_rows: int, key: str) -> tuple[int, int]:
     """A pager under a table: returns (page, page size); no pager for one page."""
-    pages = views.n_pages(n_rows, PAGE_SIZE)
+    pages = frames.n_pages(n_rows, PAGE_SIZE)
     if pages <= 1:
         return 1, PAGE_SIZE
     page = st.pagination(pages, key=key)
@@ -309,7 +309,7 @@ def continue_button(store: RunStore, key: str) -> None:
         return
     if st.button("Continue run", key=key, type="primary", icon=":material/play_arrow:"):
         try:
-            launch = views.resume_run(store)
+            launch = processes.resume_run(store)
         except ValueError as err:
             st.error(str(err))
             return

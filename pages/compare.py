@@ -10,7 +10,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pada import views
+from pada.dashboard import frames
 from pages import common
 
 
@@ -18,7 +18,7 @@ from pages import common
 def load(path: str, mtime: float):
     """The comparison's per-iteration rows and its summary (None for a table from before summaries)."""
     del mtime  # part of the cache key only: a rewritten table is read again
-    return views.read_comparison(Path(path)), views.read_comparison_summary(Path(path))
+    return frames.read_comparison(Path(path)), frames.read_comparison_summary(Path(path))
 
 
 def summary_table(summary, metric: str) -> None:
@@ -53,7 +53,7 @@ def summary_table(summary, metric: str) -> None:
 
 def curves(frame, metric: str) -> None:
     st.subheader(f"Test {metric} per iteration")
-    lines, marks = views.comparison_curves(frame)
+    lines, marks = frames.comparison_curves(frame)
     several = bool((lines["seeds"] > 1).any())
     fig = px.line(lines, x="iteration", y="value", color="method", markers=True,
                   color_discrete_sequence=common.PALETTE)
@@ -71,7 +71,7 @@ def curves(frame, metric: str) -> None:
     st.plotly_chart(fig, key="compare-curves")
     st.caption("Stars: the iteration validation selected" + (
         " for each seed (at that seed's test value); lines are the mean over seeds." if several else "."))
-    table = views.iteration_table(lines, "method", sort=False)
+    table = frames.iteration_table(lines, "method", sort=False)
     st.dataframe(table, key="compare-iterations",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns})
 
@@ -79,7 +79,7 @@ def curves(frame, metric: str) -> None:
 def main() -> None:
     common.require_frame()
     st.title("Compare")
-    paths = views.find_comparisons(common.runs_root())
+    paths = frames.find_comparisons(common.runs_root())
     if not paths:
         st.info("No comparison yet. `python -m pada compare --config configs/quickstart.yaml --seeds 3 "
                 "--ablations` runs every method (and PaDA's ablations) with the same budget and writes the table "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pada import views
+from pada.dashboard import frames
 from pages import common
 
 SPLITS = {"validation": "Validation", "train": "Training"}
@@ -16,7 +16,7 @@ def filters(frame) -> tuple[int | None, str | None, str]:
     cluster_options = [None, *labels["cluster"].astype(int).tolist()]
     names = dict(zip(labels["cluster"].astype(int), labels["category"], strict=False))
     cluster = c1.selectbox("Cluster", cluster_options, key="errors-cluster",
-                           format_func=lambda c: "All" if c is None else views.cluster_label(c, names.get(c)))
+                           format_func=lambda c: "All" if c is None else frames.cluster_label(c, names.get(c)))
     scenarios = sorted(s for s in frame["scenario"].dropna().unique() if s)
     scenario = c2.selectbox("Scenario category", [None, *scenarios], key="errors-scenario",
                             format_func=lambda s: "All" if s is None else s)
@@ -26,9 +26,9 @@ def filters(frame) -> tuple[int | None, str | None, str]:
 
 def table(rows) -> None:
     shown = rows.assign(
-        input=rows["input"].map(lambda t: views.shorten(t, 180)),
-        prediction=rows["prediction"].map(lambda t: views.shorten(t, 80)),
-        ground_truth=rows["ground_truth"].map(lambda t: views.shorten(t, 80)),
+        input=rows["input"].map(lambda t: frames.shorten(t, 180)),
+        prediction=rows["prediction"].map(lambda t: frames.shorten(t, 80)),
+        ground_truth=rows["ground_truth"].map(lambda t: frames.shorten(t, 80)),
     )
     st.dataframe(
         shown[["failure_id", "input", "ground_truth", "prediction", "error_cause", "scenario", "cluster",
@@ -59,7 +59,7 @@ def detail(rows) -> None:
         st.markdown(f"**Error cause:** {row['error_cause'] or '— not analysed'}")
         st.markdown(f"**Scenario:** {row['scenario'] or '—'}")
         if row["cluster"] is not None and str(row["cluster"]) != "<NA>":
-            st.markdown(f"**Cluster:** {views.cluster_label(int(row['cluster']), row['category'])}")
+            st.markdown(f"**Cluster:** {frames.cluster_label(int(row['cluster']), row['category'])}")
 
 
 def main() -> None:
@@ -77,14 +77,14 @@ def main() -> None:
         st.success(f"No {SPLITS[split].lower()} failures in iteration {iteration}.")
         return
     cluster, scenario, search = filters(frame)
-    rows = views.filter_failures(frame, cluster=cluster, scenario=scenario, search=search)
+    rows = frames.filter_failures(frame, cluster=cluster, scenario=scenario, search=search)
     st.caption(f"{len(rows)} of {len(frame)} {SPLITS[split].lower()} failures · "
                f"{frame['error_cause'].notna().sum()} analysed by the LLM")
     if rows.empty:
         st.info("No failure matches these filters.")
         return
     page, size = common.paged(len(rows), f"errors-page-{iteration}-{split}-{cluster}-{scenario}-{search}")
-    page_rows = views.page_slice(rows, page, size)
+    page_rows = frames.page_slice(rows, page, size)
     table(page_rows)
     detail(page_rows)
 

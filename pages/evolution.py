@@ -6,7 +6,7 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from pada import views
+from pada.dashboard import frames
 from pages import common
 
 GROUPINGS = {"pattern": "Error pattern (cluster name)", "scenario": "Scenario category (LLM)"}
@@ -41,7 +41,7 @@ def metric_lines(store) -> None:
         common.not_yet(store, "evaluation metrics")
         return
     names = sorted(metrics["metric"].unique())
-    headline = views.headline_metric(views.run_config(store), names)
+    headline = frames.headline_metric(frames.run_config(store), names)
     metric = st.selectbox("Metric", names, index=names.index(headline) if headline in names else 0,
                           key="evolution-metric")
     shown = metrics[metrics["metric"] == metric]
@@ -50,7 +50,7 @@ def metric_lines(store) -> None:
     if shown["value"].between(0, 1).all():
         fig.update_yaxes(range=[-0.02, 1.02])  # rates: keep the scale honest
     st.plotly_chart(fig, key="metric-lines")
-    table = views.iteration_table(shown, "split")
+    table = frames.iteration_table(shown, "split")
     st.dataframe(table, key="metric-table",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns})
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import streamlit as st
 import yaml
 
-from pada import views
+from pada.dashboard import frames, processes
 from pages import common
 
 LAUNCHES_KEY = common.LAUNCHES_KEY
 
 
-def launched(launch: views.Launch, message: str) -> None:
+def launched(launch: processes.Launch, message: str) -> None:
     common.remember_launch(launch)
     st.session_state[common.PENDING_RUN_KEY] = launch.run_id
     st.toast(message)
@@ -20,7 +20,7 @@ def launched(launch: views.Launch, message: str) -> None:
 
 def launch_quickstart() -> None:
     with st.spinner("Starting the offline quickstart…"):
-        launch = views.launch_run(views.build_config({}), common.runs_root())
+        launch = processes.launch_run(processes.build_config({}), common.runs_root())
     launched(launch, f"Started {launch.run_id} (pid {launch.pid})")
 
 
@@ -44,7 +44,7 @@ def pending_launches(known: set[str]) -> None:
     for run_id, launch in list(st.session_state.get(LAUNCHES_KEY, {}).items()):
         if run_id in known:
             continue
-        tail = views.log_tail(launch.log_path, 15)
+        tail = processes.log_tail(launch.log_path, 15)
         if launch.alive:
             st.info(f"Starting run `{run_id}` (pid {launch.pid})…", icon=":material/hourglass_top:")
         else:
@@ -76,17 +76,17 @@ def selected_run_panel() -> None:
     if store is None:
         return
     state = store.state()
-    status = views.effective_status(state.status, state.pid, store.path)
-    config = views.run_config(store)
+    status = frames.effective_status(state.status, state.pid, store.path)
+    config = frames.run_config(store)
     st.subheader(f"Run `{store.run_id}`")
     cols = st.columns(4)
     cols[0].metric("Status", status)
     cols[1].metric("Iteration", f"{state.iteration or 0} / {config.get('iterations', '?')}")
     cols[2].metric("Stage", state.stage or "–")
-    totals = views.usage_totals(store)
+    totals = frames.usage_totals(store)
     cols[3].metric("LLM cost", f"${totals['cost_usd']:.4f}")
     cols[3].caption(f"{totals['tokens']:,} tokens in {totals['calls']:,} calls")
-    progress = views.stage_progress(store, state.iteration, state.stage)
+    progress = frames.stage_progress(store, state.iteration, state.stage)
     if progress and progress[1]:
         done, total = progress
         st.progress(min(done / total, 1.0), text=f"{state.stage}: {done}/{total}")
@@ -98,8 +98,8 @@ def selected_run_panel() -> None:
         st.warning("Its process ended without recording why (killed or crashed). Resume continues from the "
                    "last completed stage.")
     actions(store, status)
-    events = views.events_frame(store, 15)
-    with st.expander("Recent events", expanded=status in views.ACTIVE_STATUSES):
+    events = frames.events_frame(store, 15)
+    with st.expander("Recent events", expanded=status in frames.ACTIVE_STATUSES):
         if events.empty:
             st.caption("No events yet.")
         else:
@@ -107,7 +107,7 @@ def selected_run_panel() -> None:
                 "at": st.column_config.TextColumn("At", width="small"), "level": "Level",
                 "iteration": st.column_config.NumberColumn("Iter.", format="%d"), "stage": "Stage",
                 "message": st.column_config.TextColumn("Message", width="large")})
-    tail = views.log_tail(views.launch_log(common.runs_root(), store.run_id), 25)
+    tail = processes.log_tail(processes.launch_log(common.runs_root(), store.run_id), 25)
     if tail:
         with st.expander("Process log (last lines)"):
             st.code(tail, language="text")
@@ -120,11 +120,11 @@ def actions(store, status: str) -> None:
     if common.starting(store.run_id):
         st.info("Starting… the run's process is loading.", icon=":material/hourglass_top:")
         return
-    if status in views.ACTIVE_STATUSES and store.runner() is not None:
+    if status in frames.ACTIVE_STATUSES and store.runner() is not None:
         if st.button("Stop", icon=":material/stop:", key="stop-run",
                      help="SIGTERM to the run's processes; resume later continues from the last completed stage"):
             with st.spinner("Stopping…"):
-                message = views.stop_run(store)
+                message = processes.stop_run(store)
             common.refresh_run_lists()
             st.toast(message)
             st.rerun()
@@ -133,7 +133,7 @@ def actions(store, status: str) -> None:
         if st.button(label, icon=":material/play_arrow:", key="resume-run", type="primary",
                      help="Continue in the background from the last completed stage"):
             try:
-                launch = views.resume_run(store)
+                launch = processes.resume_run(store)
             except ValueError as err:
                 st.error(str(err))
                 return
@@ -146,7 +146,7 @@ def actions(store, status: str) -> None:
 def any_active(frame) -> bool:
     """A run is running or starting: the live view keeps refreshing."""
     launches = st.session_state.get(LAUNCHES_KEY, {}).values()
-    return bool(frame["status"].isin(views.ACTIVE_STATUSES).any()) or any(launch.alive for launch in launches)
+    return bool(frame["status"].isin(frames.ACTIVE_STATUSES).any()) or any(launch.alive for launch in launches)
 
 
 def live_view(refreshing: bool) -> None:
@@ -163,7 +163,7 @@ def new_run_form(expanded: bool, quickstart_button: bool = True) -> None:
     from pada.config import METHODS, PAUSE_POINTS
     from pada.tasks import TASK_NAMES
 
-    base = views.quickstart_dict()
+    base = processes.quickstart_dict()
     with st.expander("Launch a new run", expanded=expanded, icon=":material/add_circle:"):
         with st.form("new-run"):
             st.caption("Defaults are the offline quickstart (`configs/quickstart.yaml`).")
@@ -207,7 +207,7 @@ def launch_from_form(overrides: dict, extra: str, base: dict) -> None:
         more = yaml.safe_load(extra) if extra.strip() else {}
         if more is not None and not isinstance(more, dict):
             raise PadaError("More settings: expected YAML fields (name: value), one per line")
-        config = views.build_config(views.merged(overrides, more or {}), base)
+        config = processes.build_config(processes.merged(overrides, more or {}), base)
         preflight(config)  # data, task, sizes and model: refused here, before a run directory exists
     except yaml.YAMLError as err:
         st.error(f"More settings are not valid YAML: {err}")
@@ -216,7 +216,7 @@ def launch_from_form(overrides: dict, extra: str, base: dict) -> None:
         st.error(f"Cannot launch: {err}")
         return
     with st.spinner("Starting the run…"):
-        launch = views.launch_run(config, common.runs_root())
+        launch = processes.launch_run(config, common.runs_root())
     launched(launch, f"Started {launch.run_id} (pid {launch.pid})")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pada import views
+from pada.dashboard import frames
 from pada.store import LEAKED_STATUS, SAMPLE_STATUSES
 from pages import common
 
@@ -25,7 +25,7 @@ def filters(store, iteration: int) -> dict:
     statuses = c3.multiselect("Status", SAMPLE_STATUSES, key="samples-status", placeholder="All")
     low, high = c4.slider("QC score", 0.0, 10.0, (0.0, 10.0), step=0.5, key="samples-score",
                           help="The judge's average score. The full range also keeps unjudged samples.")
-    min_score, max_score = views.score_bounds(low, high)
+    min_score, max_score = frames.score_bounds(low, high)
     return {"strategy": strategy, "branch": branch, "status": tuple(statuses) or None,
             "min_score": min_score, "max_score": max_score}
 
@@ -84,7 +84,7 @@ def review_one(store, iteration: int, page_samples: list, locked: bool) -> None:
                              else f"{i} · not judged")
     stored = by_id[sample_id]
     sample = stored.sample
-    scores = views.qc_scores(stored)
+    scores = frames.qc_scores(stored)
     st.markdown(f"Status **{stored.status.replace('_', ' ')}**"
                 + (f" (by {stored.status_author})" if stored.status_author else ""))
     cols = st.columns(4)
@@ -176,8 +176,8 @@ def main() -> None:
         return
     page, size = common.paged(total, f"samples-page-{iteration}-{sorted(chosen.items())}")
     page_samples = common.q(store, "samples", iteration, **chosen, limit=size, offset=(page - 1) * size)
-    st.caption(f"{total} matching samples · page {page} of {views.n_pages(total, size)}")
-    frame = views.samples_frame(page_samples)
+    st.caption(f"{total} matching samples · page {page} of {frames.n_pages(total, size)}")
+    frame = frames.samples_frame(page_samples)
     table(frame)
     locked = common.q(store, "decisions_locked", iteration)
     if locked:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pada import views
+from pada.dashboard import frames
 from pages import common
 
 
@@ -38,11 +38,11 @@ def strategy_form(store, iteration: int, strategy, version: int, locked: bool) -
         st.caption(":orange[The LLM's strategy call failed; this is a generic fallback: worth editing.]")
     if saved:
         try:
-            proposed = views.edited_strategy(strategy, name, approach, elements, category)
+            proposed = frames.edited_strategy(strategy, name, approach, elements, category)
         except ValueError as err:
             st.error(f"Not saved: {err}")
             return
-        if not views.strategy_changed(strategy, proposed):
+        if not frames.strategy_changed(strategy, proposed):
             st.info("Nothing changed: no new version saved.")
             return
         new_version = store.save_strategy_edit(iteration, strategy.cluster_id, proposed, common.author())
@@ -52,7 +52,7 @@ def strategy_form(store, iteration: int, strategy, version: int, locked: bool) -
 
 def history_block(store, iteration: int, cluster_id: int, history, locked: bool) -> None:
     with st.expander(f"History ({len(history)} version{'s' if len(history) != 1 else ''})"):
-        st.dataframe(views.history_frame(history), hide_index=True)
+        st.dataframe(frames.history_frame(history), hide_index=True)
         older = [v.version for v in history[:-1]]
         if not older:
             st.caption("Only the drafted version so far.")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pada import views
+from pada.dashboard import frames, processes
 from pada.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -97,9 +97,9 @@ def test_every_page_renders_the_pipeline_run(runs):
 
 def test_errors_page_filters_and_searches(runs):
     root, run_id = runs
-    frame = views.failures_frame(RunStore.open(run_id, runs_root=root), 2)
+    frame = frames.failures_frame(RunStore.open(run_id, runs_root=root), 2)
     word = frame["input"].iloc[0].split()[3]
-    expected = views.filter_failures(frame, search=word)
+    expected = frames.filter_failures(frame, search=word)
     at = open_page(app(), "errors")
     at.text_input(key="errors-search").input(word).run()
     no_errors(at, "errors")
@@ -117,11 +117,11 @@ def test_errors_page_filters_and_searches(runs):
 
 def test_clusters_page_lists_a_clusters_failures(runs):
     root, run_id = runs
-    points = views.cluster_frame(RunStore.open(run_id, runs_root=root), 2)
+    points = frames.cluster_frame(RunStore.open(run_id, runs_root=root), 2)
     cluster, category = points.sort_values("cluster")[["cluster", "category"]].iloc[0]
     members = points[points["cluster"] == cluster]
     at = open_page(app(), "clusters")
-    at.pills(key="clusters-pick-2").set_value([views.cluster_label(cluster, category)]).run()
+    at.pills(key="clusters-pick-2").set_value([frames.cluster_label(cluster, category)]).run()
     no_errors(at, "clusters")
     assert sorted(at.dataframe[0].value["failure_id"]) == sorted(members["failure_id"][:25])
 
@@ -225,7 +225,7 @@ def test_sample_review_shows_the_original_side_by_side(runs):
     root, run_id = runs
     store = RunStore.open(run_id, runs_root=root)
     sample = store.samples(1, limit=1)[0].sample
-    original = views.originals(store, 1)[sample.based_on_example]
+    original = frames.originals(store, 1)[sample.based_on_example]
     at = open_page(app(), "samples")
     texts = [t.value for t in at.text]
     assert sample.question in texts
@@ -256,9 +256,9 @@ def test_a_first_time_user_sees_how_to_start(tmp_path, monkeypatch):
 
 def wait_for_exit(pid: int, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
-    while views.process_alive(pid) and time.monotonic() < deadline:
+    while processes.process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not views.process_alive(pid), f"process {pid} still running after {timeout_s} s"
+    assert not processes.process_alive(pid), f"process {pid} still running after {timeout_s} s"
 
 
 def test_a_config_that_cannot_run_is_refused_before_anything_is_launched(tmp_path, monkeypatch):
@@ -330,12 +330,12 @@ def test_stop_run_ends_the_process_group_and_marks_the_run_stopped(runs):
     store.set_pid(loop.pid)
     store.set_status("running")
     try:
-        message = views.stop_run(store, wait_s=0)  # the loop is our child: reap it before checking
+        message = processes.stop_run(store, wait_s=0)  # the loop is our child: reap it before checking
         loop.wait(timeout=10)
         assert "SIGTERM" in message or "stopped" in message
         time.sleep(0.3)
-        assert all(not views.process_alive(p) for p in worker_pids)
-        views.stop_run(store)  # the process is gone: records the stop
+        assert all(not processes.process_alive(p) for p in worker_pids)
+        processes.stop_run(store)  # the process is gone: records the stop
         assert store.state().status == "stopped"
         assert store.state().pid is None
     finally:
@@ -348,14 +348,14 @@ def test_stop_run_ends_the_process_group_and_marks_the_run_stopped(runs):
 
 def test_filter_failures_combines_cluster_scenario_and_search(runs):
     root, run_id = runs
-    frame = views.failures_frame(RunStore.open(run_id, runs_root=root), 2)
+    frame = frames.failures_frame(RunStore.open(run_id, runs_root=root), 2)
     analysed = frame.dropna(subset=["scenario"])
     scenario = analysed["scenario"].iloc[0]
-    by_scenario = views.filter_failures(frame, scenario=scenario)
+    by_scenario = frames.filter_failures(frame, scenario=scenario)
     assert set(by_scenario["scenario"]) == {scenario}
-    assert views.filter_failures(frame, search=frame["failure_id"].iloc[1].upper())["failure_id"].tolist() == [
+    assert frames.filter_failures(frame, search=frame["failure_id"].iloc[1].upper())["failure_id"].tolist() == [
         frame["failure_id"].iloc[1]]
-    assert views.filter_failures(frame).equals(frame)
+    assert frames.filter_failures(frame).equals(frame)
 
 
 def test_strategy_edit_helpers():
@@ -363,34 +363,34 @@ def test_strategy_edit_helpers():
 
     current = Strategy(cluster_id=0, category_name="Units", strategy_name="Old", generation_approach="Rewrite",
                        key_elements=["a"], ok=False, raw="{broken")
-    edited = views.edited_strategy(current, " New ", "Rewrite with units", "* one\n\n- two\n  three  ")
+    edited = frames.edited_strategy(current, " New ", "Rewrite with units", "* one\n\n- two\n  three  ")
     assert (edited.strategy_name, edited.key_elements, edited.ok, edited.raw) == (
         "New", ["one", "two", "three"], True, None)
-    assert views.strategy_changed(current, edited)
-    assert not views.strategy_changed(current, views.edited_strategy(current, "Old", "Rewrite", ["a"]))
+    assert frames.strategy_changed(current, edited)
+    assert not frames.strategy_changed(current, frames.edited_strategy(current, "Old", "Rewrite", ["a"]))
     with pytest.raises(ValueError, match="generation approach"):
-        views.edited_strategy(current, "x", "  ", "")
+        frames.edited_strategy(current, "x", "  ", "")
 
 
 def test_score_bounds_and_paging():
-    assert views.score_bounds(0.0, 10.0) == (None, None)
-    assert views.score_bounds(6.5, 10.0) == (6.5, None)
-    assert views.n_pages(0, 25) == 1 and views.n_pages(51, 25) == 3
-    assert views.shorten("a  b\nc", 10) == "a b c" and views.shorten("x" * 20, 5) == "xxxx…"
+    assert frames.score_bounds(0.0, 10.0) == (None, None)
+    assert frames.score_bounds(6.5, 10.0) == (6.5, None)
+    assert frames.n_pages(0, 25) == 1 and frames.n_pages(51, 25) == 3
+    assert frames.shorten("a  b\nc", 10) == "a b c" and frames.shorten("x" * 20, 5) == "xxxx…"
 
 
 def test_read_comparison_rejects_other_csv_files(tmp_path):
     path = tmp_path / "comparisons" / "x" / "comparison.csv"
     path.parent.mkdir(parents=True)
     path.write_text("a,b\n1,2\n", encoding="utf-8")
-    assert views.find_comparisons(tmp_path) == [path]
+    assert frames.find_comparisons(tmp_path) == [path]
     with pytest.raises(ValueError, match="missing columns: method"):
-        views.read_comparison(path)
+        frames.read_comparison(path)
 
 
 def test_runs_frame_summarises_the_run(runs):
     root, run_id = runs
-    frame = views.runs_frame(root)
+    frame = frames.runs_frame(root)
     row = frame.set_index("run").loc[run_id]
     assert (row["task"], row["method"], row["status"], row["iteration"], row["metric"]) == (
         "arc_challenge", "pada", "completed", "2 / 2", "accuracy")

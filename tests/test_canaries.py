@@ -26,7 +26,7 @@ from pada.agents.canaries import (
     summarise,
 )
 from pada.agents.quality import QCBatch, QCConfig, run_qc_rounds
-from pada.records import Example, QCResult, Strategy, SyntheticSample
+from pada.records import Example, Strategy, SyntheticSample
 from pada.store import RunStore
 from pada.store.schema import migrate
 from pada.tasks import get_task

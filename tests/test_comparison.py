@@ -19,7 +19,7 @@ from pada.comparison import (
 from pada.config import from_dict
 from pada.records import Prediction
 from pada.stats import bootstrap_means, mean_std, paired_bootstrap, paired_by_id
-from pada.store import RunStore, list_runs
+from pada.store import list_runs
 
 
 def test_compare_runs_each_method_reuses_finished_runs_and_writes_the_table(tmp_path, tiny_slm_dir, pipeline_run,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pada import cli, views
+from pada import cli
+from pada.dashboard import frames, processes
 from pada.config import ConfigError
 from pada.records import LLMCall
 from pada.store import RunStore, StoreError, list_runs
@@ -63,7 +64,7 @@ def test_status_and_runs_leave_a_foreign_sqlite_file_byte_identical(foreign, cap
     # A writer refuses it too, before touching it (no WAL switch, no tables).
     with pytest.raises(StoreError, match="not a PaDA run"):
         RunStore.open(foreign)
-    assert views.runs_frame(foreign.parent)["status"].tolist() == ["unreadable"]
+    assert frames.runs_frame(foreign.parent)["status"].tolist() == ["unreadable"]
     assert snapshot(foreign) == before  # same bytes, and no -wal / -shm / lock file appeared
 
 
@@ -108,7 +109,7 @@ def test_a_read_only_view_refuses_writes_with_a_clear_error(tmp_path):
     view = RunStore.open(store.path, readonly=True)
     with pytest.raises(StoreError, match="read-only"):
         view.set_status("running")
-    assert views.writable_store(view) is not view and not views.writable_store(view).readonly
+    assert view.writable() is not view and not view.writable().readonly
 
 
 @pytest.fixture
@@ -160,9 +161,9 @@ def test_a_run_on_a_read_only_disk_can_be_viewed(read_only_disk, capsys, monkeyp
     assert shown["status"] == "completed" and shown["cost_usd"] == 0.25
     assert cli.main(["runs", "--runs-root", str(root)]) == 0
     assert "frozen" in capsys.readouterr().out
-    frame = views.runs_frame(root)
+    frame = frames.runs_frame(root)
     assert frame["status"].tolist() == ["completed"] and frame["cost_usd"].tolist() == [0.25]
-    assert views.stop_run(view) == "run frozen has no running process"  # nothing to stop, nothing written
+    assert processes.stop_run(view) == "run frozen has no running process"  # nothing to stop, nothing written
     with pytest.raises(StoreError, match="frozen"):
         RunStore.open("frozen", runs_root=root)  # writing is refused in one line
     assert snapshot(root / "frozen") == before
@@ -175,12 +176,12 @@ def test_a_run_on_a_read_only_disk_can_be_viewed(read_only_disk, capsys, monkeyp
 ])
 def test_the_dashboard_form_cannot_turn_off_the_sandbox(extra, tmp_path):
     with pytest.raises(ConfigError, match="allow_unsandboxed.*terminal"):
-        views.build_config(views.merged({"task": "mbpp"}, extra))
+        processes.build_config(processes.merged({"task": "mbpp"}, extra))
     assert not (tmp_path / "launches").exists()
 
 
 def test_the_dashboard_form_accepts_an_explicit_false():
-    config = views.build_config({"task": "mbpp", "task_options": {"allow_unsandboxed": False}})
+    config = processes.build_config({"task": "mbpp", "task_options": {"allow_unsandboxed": False}})
     assert config.task_options == {"allow_unsandboxed": False}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pada import views
+from pada.dashboard import processes
 from pada.config import RunConfig
 from pada.runs import effective_status
 from pada.store import RunLocked, RunStore
@@ -83,7 +83,7 @@ def test_a_second_runner_exits_with_one_line_naming_the_run_and_the_holder(store
         assert store.state().pid == holder.pid and store.state().status == "running"
         # The dashboard's Resume / Continue refuses before it spawns anything.
         with pytest.raises(ValueError, match=f"still running \\(pid {holder.pid}\\)"):
-            views.resume_run(store)
+            processes.resume_run(store)
     finally:
         finish(holder)
 
@@ -120,7 +120,7 @@ def test_stop_leaves_an_unrelated_process_with_the_stored_pid_alone(store):
         store.set_pid(bystander.pid)
         store.set_status("running")
         assert effective_status("running", bystander.pid, store.path) == "interrupted"  # nobody holds the lock
-        message = views.stop_run(store, wait_s=0)
+        message = processes.stop_run(store, wait_s=0)
         assert "no running process" in message
         time.sleep(0.2)
         assert bystander.poll() is None, "stop killed an unrelated process"
@@ -138,7 +138,7 @@ def test_stop_does_not_signal_a_pid_whose_start_time_does_not_match(store):
     try:
         runner = store.runner()
         assert runner.pid == bystander.pid and not runner.confirmed
-        message = views.stop_run(store, wait_s=0)
+        message = processes.stop_run(store, wait_s=0)
         assert "nothing was signalled" in message
         time.sleep(0.2)
         assert bystander.poll() is None and holder.poll() is None
@@ -151,7 +151,7 @@ def test_stop_signals_the_lock_holder_alone_when_it_does_not_lead_its_group(stor
     """A runner started from a terminal shares its shell's process group: only it gets the SIGTERM."""
     holder = start_holder(store, new_session=False)  # in pytest's own process group
     try:
-        message = views.stop_run(store, wait_s=10)
+        message = processes.stop_run(store, wait_s=10)
         assert message == "stopped run lock-run"
         assert holder.wait(timeout=10) != 0
         assert store.state().status == "stopped"
@@ -162,9 +162,9 @@ def test_stop_signals_the_lock_holder_alone_when_it_does_not_lead_its_group(stor
 def test_a_launch_is_named_by_pid_and_start_time():
     process = subprocess.Popen(["sleep", "60"])
     try:
-        launch = views.Launch("r", process.pid, Path("log"), ("sleep",), started=process_start_time(process.pid))
+        launch = processes.Launch("r", process.pid, Path("log"), ("sleep",), started=process_start_time(process.pid))
         assert launch.alive
-        reused = views.Launch("r", process.pid, Path("log"), ("sleep",), started=(launch.started or 0) + 1)
+        reused = processes.Launch("r", process.pid, Path("log"), ("sleep",), started=(launch.started or 0) + 1)
         assert not reused.alive  # same pid, another process
     finally:
         finish(process)

@@ -16,7 +16,7 @@ from pada.store.layout import runs_root
 from pada.store.lock import RunLocked, Runner
 from pada.store.run_store import RunStore, list_runs
 from pada.store.schema import SCHEMA_VERSION, StoreError
-from pada.store.views import (
+from pada.store.stored import (
     ACCEPTED_STATUSES,
     EVENT_LEVELS,
     LEAKED_STATUS,

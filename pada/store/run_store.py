@@ -62,7 +62,7 @@ from pada import stages
 from pada.store import layout
 from pada.store import lock as runner_locks
 from pada.store.schema import StoreError, check_schema, migrate
-from pada.store.views import (
+from pada.store.stored import (
     ACCEPTED_STATUSES,
     EVENT_LEVELS,
     LEAKED_STATUS,
@@ -170,6 +170,10 @@ class RunStore:
     @property
     def run_id(self) -> str:
         return self.path.name
+
+    def writable(self) -> RunStore:
+        """This store when it may write, else a writable one on the same run (StoreError on a read-only disk)."""
+        return RunStore(self.path) if self.readonly else self
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r}{', readonly=True' if self.readonly else ''})"

@@ -1,0 +1,1 @@
+"""What the dashboard shows (`frames`) and the run processes it controls (`processes`); no Streamlit here."""
