@@ -78,6 +78,31 @@ def test_an_answer_that_is_not_a_span_is_invalid(squad):
         SpanItem(question="q?", answer="")
 
 
+def test_near_copies_are_judged_on_the_question_under_the_same_context(squad):
+    """A new question on the example's paragraph shares most of its prompt's words with the example (the
+    context is kept by design): only the question counts, and only against prompts on the same context."""
+    from pada.agents.quality import unfit_samples
+    from pada.records import SyntheticSample
+
+    task, examples = squad
+    example = examples[0]
+    other = next(e for e in examples[1:] if context_of(e.prompt) != context_of(example.prompt))
+    context, question = span_parts(example.prompt)
+
+    def sample(sample_id, prompt):  # answered by the first two words of the prompt's own paragraph
+        return SyntheticSample(sample_id=sample_id, branch="pattern", based_on_example=example.id,
+                               messages=[{"role": "user", "content": prompt},
+                                         {"role": "assistant", "content": " ".join(context_of(prompt).split()[:2])}])
+
+    samples = [sample("new", span_prompt(context, "Which two words open this paragraph?")),
+               sample("reworded", span_prompt(context, question.rstrip("?") + " then?")),  # one word added
+               sample("same", span_prompt(context, question)),
+               sample("elsewhere", span_prompt(context_of(other.prompt), question))]  # same words, other paragraph
+    assert unfit_samples(task, examples, samples, max_similarity=0.75) == {
+        "the question is a near copy of a training question or another sample": ["reworded"],
+        "the question repeats a training question or another sample": ["same"]}
+
+
 def test_generated_non_spans_are_dropped_not_repaired(stand_in, squad):
     _, examples = squad
     example = examples[0]

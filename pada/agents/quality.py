@@ -341,29 +341,36 @@ def unfit_samples(task, train_examples: list[Example], samples: list[SyntheticSa
     question or an earlier sample, or (pattern and error samples) is a near copy of one: the same
     numbers and more than `max_similarity` of the same words (small generators often return the
     example with a word changed, or one variant several times; a maths problem with new numbers is a
-    new problem)."""
+    new problem). Only what a sample writes anew is compared, among prompts that keep the same part
+    of their example (`SampleForm.new_part`: a SQuAD question, under the same context)."""
     from pada.agents.leakage import normalise_tokens
 
-    exact: set[str] = set()
-    words_by_numbers: dict[tuple[str, ...], list[frozenset[str]]] = {}  # near copies share their numbers
+    new_part = task.sample_form.new_part
+    exact: set[tuple[str, str]] = set()
+    words_by_group: dict[tuple[str, tuple[str, ...]], list[frozenset[str]]] = {}  # near copies share these
 
-    def remember(tokens: list[str]) -> None:
-        exact.add(" ".join(tokens))
-        words_by_numbers.setdefault(numbers_of(tokens), []).append(frozenset(tokens))
+    def split(prompt: str) -> tuple[str, list[str]]:
+        kept, written = new_part(prompt)
+        return kept, normalise_tokens(written)
+
+    def remember(kept: str, tokens: list[str]) -> None:
+        exact.add((kept, " ".join(tokens)))
+        words_by_group.setdefault((kept, numbers_of(tokens)), []).append(frozenset(tokens))
 
     for example in train_examples:
-        remember(normalise_tokens(example.prompt))
+        remember(*split(example.prompt))
     by_reason: dict[str, list[str]] = {}
     for sample in samples:
-        tokens = normalise_tokens(sample.question)
+        kept, tokens = split(sample.question)
         words = frozenset(tokens)
         reason = task.format_problem(sample.question, sample.answer)
-        if not reason and " ".join(tokens) in exact:
+        if not reason and (kept, " ".join(tokens)) in exact:
             reason = "the question repeats a training question or another sample"
         elif not reason and sample.branch != "rephrase" and max_similarity < 1.0 and any(
-                jaccard(words, other) > max_similarity for other in words_by_numbers.get(numbers_of(tokens), [])):
+                jaccard(words, other) > max_similarity
+                for other in words_by_group.get((kept, numbers_of(tokens)), [])):
             reason = "the question is a near copy of a training question or another sample"
-        remember(tokens)
+        remember(kept, tokens)
         if reason:
             by_reason.setdefault(reason, []).append(sample.sample_id)
     return by_reason

@@ -138,6 +138,18 @@ class SampleForm:
         """Why `item` is invalid for the example it was written from, or None."""
         return self.check(item, original_prompt) if self.check is not None else None
 
+    def new_part(self, prompt: str) -> tuple[str, str]:
+        """(what a sample keeps from its example, what it must write anew) of a user turn.
+
+        Repeats and near copies are judged on the new part alone, among prompts that keep the same
+        thing: a SQuAD sample keeps its example's context by design, so two prompts on one paragraph
+        share most of their words even when their questions have nothing in common."""
+        if self.in_context:
+            parts = span_parts(prompt)
+            if parts is not None:
+                return " ".join(parts[0].split()), parts[1]
+        return "", prompt
+
 
 def _free_turns(item: FreeItem) -> tuple[str, str]:
     return item.question.strip(), item.answer.strip()
