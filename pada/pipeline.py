@@ -327,10 +327,30 @@ class Pipeline:
     def categorise(self, i: int):
         from pada.agents.patterns import categorise_patterns
 
-        patterns = categorise_patterns(self.store.clustering(i), self.store.analyses(i),
+        clustering = self.store.clustering(i)
+        patterns = categorise_patterns(clustering, self.store.analyses(i),
                                        self.store.failures(i, "validation"), self.llm("llm"),
                                        self.config.patterns, self.task_description)
-        return lambda store: store.save_patterns(i, patterns)
+        taxa = self.taxa(i, patterns, clustering.embedder)
+
+        def write(store: RunStore) -> None:
+            store.save_patterns(i, patterns)
+            store.save_taxa(i, taxa)
+        return write
+
+    def taxa(self, i: int, patterns, embedder: str):
+        """Iteration i's patterns placed among the taxa of the iterations before (one name per pattern across
+        iterations); centroids are compared only between clusterings made with the same embedder."""
+        from pada.agents.clustering import embed_texts
+        from pada.agents.taxonomy import assign_taxa, centroids
+
+        earlier = [t for t in self.store.taxa() if t.iteration < i]
+        iterations = sorted({t.iteration for t in earlier})
+        earlier_patterns = {(j, p.cluster_id): p for j in iterations for p in self.store.patterns(j)}
+        comparable = [j for j in iterations if (c := self.store.clustering(j)) and c.embedder == embedder]
+        return assign_taxa(i, patterns, earlier, earlier_patterns, lambda texts: embed_texts(texts, embedder),
+                           centroids(self.store.cluster_vectors([*comparable, i])),
+                           self.config.clustering.match_threshold)
 
     def draft_strategies(self, i: int):
         from pada.agents.strategies import draft_strategies

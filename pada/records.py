@@ -101,6 +101,9 @@ class ClusterPoint(BaseModel):
     cluster_id: int
     x: float  # 2-D UMAP coordinates for the dashboard
     y: float
+    # The analysis's unit-length embedding the clustering used (set by the clustering stage). The store keeps it
+    # apart (`RunStore.cluster_vectors`), so the points pages read stay small; left out of JSON for the same reason.
+    vector: list[float] | None = Field(default=None, exclude=True, repr=False)
 
 
 class ClusteringResult(BaseModel):

@@ -31,6 +31,7 @@ class ClusteringConfig:
 
     Embedding: `embedder`. Choosing K: `k_min`, `k_max`, `n_init`, `seed`.
     2-D layout: `projection`, `umap_n_neighbors`, `umap_min_dist`, `umap_min_points`.
+    Following patterns across iterations: `match_threshold`.
     """
 
     embedder: str = field(
@@ -62,6 +63,13 @@ class ClusteringConfig:
         default=5,
         metadata={"help": "Below this many points UMAP's spectral layout is unreliable; use PCA instead."},
     )
+    match_threshold: float = field(
+        default=0.6,
+        metadata={"help": "Least similarity (cosine of the pattern texts, averaged with that of the cluster "
+                  "centroids) at which a pattern continues an earlier iteration's pattern (one taxon across "
+                  "iterations, pada/agents/taxonomy.py); below it the pattern is new. MiniLM puts a pattern "
+                  "and its rewording above 0.7 and two different patterns of one task below 0.5."},
+    )
 
     def __post_init__(self) -> None:
         if self.k_min < 1 or self.k_max < self.k_min:
@@ -70,6 +78,8 @@ class ClusteringConfig:
             raise ValueError(f"projection must be 'umap' or 'pca', got {self.projection!r}")
         if self.n_init < 1:
             raise ValueError(f"n_init must be >= 1, got {self.n_init}")
+        if not -1.0 <= self.match_threshold <= 1.0:
+            raise ValueError(f"match_threshold is a cosine similarity in [-1, 1], got {self.match_threshold}")
 
 
 # ---------------------------------------------------------------------------
@@ -219,7 +229,8 @@ def cluster_analyses(analyses: list[ErrorAnalysis], config: ClusteringConfig | N
     """Cluster the successful analyses; failed ones (`ok` False) are left out.
 
     Returns a `ClusteringResult` with the chosen K, the (K, inertia) curve and one point
-    per clustered analysis (failure id, cluster id 0..K-1 numbered by first member, x, y).
+    per clustered analysis (failure id, cluster id 0..K-1 numbered by first member, x, y, and
+    the embedding it was clustered by).
     Fewer than `min_points` analyses (or fewer than two distinct texts) give one cluster.
     """
     import numpy as np
@@ -240,8 +251,8 @@ def cluster_analyses(analyses: list[ErrorAnalysis], config: ClusteringConfig | N
         labels = _relabel_by_first_seen(labels_per_k[k])
     coords = project_2d(vectors, config)
     points = [
-        ClusterPoint(failure_id=a.failure_id, cluster_id=label, x=float(x), y=float(y))
-        for a, label, (x, y) in zip(usable, labels, coords)
+        ClusterPoint(failure_id=a.failure_id, cluster_id=label, x=float(x), y=float(y), vector=vector.tolist())
+        for a, label, (x, y), vector in zip(usable, labels, coords, vectors)
     ]
     return ClusteringResult(k=k, inertia_curve=curve, points=points, embedder=config.embedder)
 

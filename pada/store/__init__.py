@@ -32,6 +32,7 @@ from pada.store.stored import (
     StageProgress,
     StoredSample,
     StrategyVersion,
+    Taxon,
     TrainingRow,
 )
 
@@ -39,6 +40,6 @@ __all__ = [
     "ACCEPTED_STATUSES", "EVENT_LEVELS", "LEAKED_STATUS", "RUN_STATUSES", "SAMPLE_STATUSES", "SCHEMA_VERSION",
     "ErrorCount", "Event", "FailureRow", "MetricRow", "RunState", "RunStore", "RunSummary",
     "RunLocked", "Runner",
-    "SampleAttempt", "StageProgress", "StoreError", "StoredSample", "StrategyVersion", "TrainingRow",
+    "SampleAttempt", "StageProgress", "StoreError", "StoredSample", "StrategyVersion", "Taxon", "TrainingRow",
     "list_runs", "runs_root",
 ]

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pada.records import (
     ClusteringResult,
@@ -78,8 +78,12 @@ from pada.store.stored import (
     StageProgress,
     StoredSample,
     StrategyVersion,
+    Taxon,
     TrainingRow,
 )
+
+if TYPE_CHECKING:  # numpy is imported where vectors are read or written, keeping the CLI import-light
+    import numpy as np
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another process's write transaction
 USAGE_GROUPS = ("iteration", "stage", "model", "cache_hit", "ok")
@@ -613,8 +617,9 @@ class RunStore:
                 (iteration, result.k, result.embedder, json.dumps(result.inertia_curve)),
             )
             conn.executemany(
-                "INSERT INTO cluster_points VALUES (?, ?, ?, ?, ?)",
-                [(iteration, p.failure_id, p.cluster_id, p.x, p.y) for p in result.points],
+                "INSERT INTO cluster_points (iteration, failure_id, cluster_id, x, y, embedding) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(iteration, p.failure_id, p.cluster_id, p.x, p.y, _vector_blob(p.vector)) for p in result.points],
             )
 
     def clustering(self, iteration: int) -> ClusteringResult | None:
@@ -641,6 +646,22 @@ class RunStore:
         )
         return dict(rows)
 
+    def cluster_vectors(self, iterations: list[int] | None = None) -> list[tuple[int, str, int, np.ndarray]]:
+        """(iteration, failure_id, cluster_id, float32 vector) of every clustered failure that has its analysis
+        embedding stored, by iteration then clustering order; `iterations=None`: all. Runs made before schema v4
+        stored none: []."""
+        if not self._has_column("cluster_points", "embedding"):
+            return []
+        import numpy as np
+
+        chosen, params = _iteration_filter(iterations)
+        rows = self._query("SELECT iteration, failure_id, cluster_id, embedding FROM cluster_points "
+                           f"WHERE embedding IS NOT NULL AND {chosen} ORDER BY iteration, rowid", params)
+        return [(it, f, c, np.frombuffer(blob, dtype="<f4")) for it, f, c, blob in rows]
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return any(row[1] == column for row in self._query(f"PRAGMA table_info({table})"))
+
     def save_patterns(self, iteration: int, patterns: Iterable[Pattern]) -> None:
         """Replace the named error patterns of `iteration` (one per cluster)."""
         rows = [(iteration, p.cluster_id, p.category_name, p.model_dump_json()) for p in patterns]
@@ -651,6 +672,28 @@ class RunStore:
     def patterns(self, iteration: int) -> list[Pattern]:
         rows = self._query("SELECT record_json FROM patterns WHERE iteration = ? ORDER BY cluster_id", (iteration,))
         return [Pattern.model_validate_json(row[0]) for row in rows]
+
+    def save_taxa(self, iteration: int, taxa: Iterable[Taxon]) -> None:
+        """Replace the taxa of `iteration`: which taxon each of its patterns (clusters) belongs to."""
+        rows = []
+        for taxon in taxa:
+            if taxon.iteration != iteration:
+                raise ValueError(f"taxon of cluster {taxon.cluster_id} is for iteration {taxon.iteration}, "
+                                 f"not {iteration}")
+            rows.append((iteration, taxon.cluster_id, taxon.taxon_id, taxon.similarity, taxon.display_name))
+        with self._write() as conn:
+            conn.execute("DELETE FROM taxa WHERE iteration = ?", (iteration,))
+            conn.executemany("INSERT INTO taxa VALUES (?, ?, ?, ?, ?)", rows)
+
+    def taxa(self, iterations: list[int] | None = None) -> list[Taxon]:
+        """The stored taxa, by iteration then cluster id; `iterations=None`: all. A run made before schema v4
+        (opened read-only, so never migrated) has none: []."""
+        if not self._has_table("taxa"):
+            return []
+        chosen, params = _iteration_filter(iterations)
+        rows = self._query("SELECT iteration, cluster_id, taxon_id, similarity, display_name FROM taxa "
+                           f"WHERE {chosen} ORDER BY iteration, cluster_id", params)
+        return [Taxon(*row) for row in rows]
 
     # -------------------------------------------------- strategies (versioned)
 
@@ -1051,6 +1094,22 @@ class RunStore:
         names = [*group_by, "calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens",
                  "cost_usd", "latency_s"]
         return [dict(zip(names, row, strict=False)) for row in rows if row[len(group_by)]]  # no calls: no row
+
+
+def _vector_blob(vector: Sequence[float] | None) -> bytes | None:
+    """A vector as float32 little-endian bytes (what `cluster_vectors` reads back), or None."""
+    if vector is None:
+        return None
+    import numpy as np
+
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _iteration_filter(iterations: Sequence[int] | None) -> tuple[str, list[Any]]:
+    """A WHERE condition keeping the rows of `iterations` (None: every row) and its parameters."""
+    if iterations is None:
+        return "1", []
+    return "iteration IN (SELECT value FROM json_each(?))", [json.dumps([int(i) for i in iterations])]
 
 
 def list_runs(runs_root: str | Path | None = None) -> list[RunSummary]:

@@ -238,6 +238,30 @@ def _v3_canaries(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4_taxa_and_vectors(conn: sqlite3.Connection) -> None:
+    """One pattern taxonomy across iterations (pada/agents/taxonomy.py) and each clustered failure's analysis
+    embedding (the cross-iteration map, the taxonomy's centroids). Runs made before v4 have neither: their
+    points' `embedding` is NULL and they have no taxa, and readers fall back to per-iteration names."""
+    _execute_script(
+        conn,
+        """
+        -- float32 little-endian bytes of the unit-length vector the clustering used; NULL for older runs.
+        ALTER TABLE cluster_points ADD COLUMN embedding BLOB;
+        -- Each iteration's pattern (cluster) and the taxon it belongs to: a taxon is one pattern followed
+        -- across iterations, named by the pattern that first showed it.
+        CREATE TABLE taxa (
+            iteration INTEGER NOT NULL,
+            cluster_id INTEGER NOT NULL,
+            taxon_id INTEGER NOT NULL,
+            similarity REAL,               -- to the taxon's earlier pattern it was matched with; NULL: a new taxon
+            display_name TEXT NOT NULL,
+            PRIMARY KEY (iteration, cluster_id)
+        );
+        CREATE INDEX taxa_by_taxon ON taxa (taxon_id, iteration);
+        """
+    )
+
+
 def _execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several DDL statements inside the caller's transaction.
 
@@ -260,6 +284,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_dashboard_indexes,
     _v3_canaries,
+    _v4_taxa_and_vectors,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -137,3 +137,15 @@ class Event:
     message: str
     iteration: int | None
     stage: str | None
+
+
+@dataclass(frozen=True)
+class Taxon:
+    """One iteration's pattern (cluster) placed in the run's taxonomy (pada/agents/taxonomy.py): patterns of
+    different iterations with the same `taxon_id` are the same error pattern followed across iterations."""
+
+    iteration: int
+    cluster_id: int
+    taxon_id: int
+    similarity: float | None  # to the earlier pattern of the taxon it was matched with; None: a new taxon
+    display_name: str  # the name the taxon's first pattern had (the iteration's own name is its Pattern's)
