@@ -34,8 +34,11 @@ def test_bf16_evaluation_keeps_the_adapter_unmerged_in_float32(tiny_slm_dir, bf1
     model, _ = load_for_inference(str(tiny_slm_dir), bf16_adapter, dtype="bfloat16")
     lora = [p for name, p in model.named_parameters() if "lora_" in name]
     assert lora and all(p.dtype == torch.float32 for p in lora)
-    merged, _ = load_for_inference(str(tiny_slm_dir), bf16_adapter, dtype="float32")
+    merged, tokenizer = load_for_inference(str(tiny_slm_dir), bf16_adapter, dtype="float32")
     assert not any("lora_" in name for name, _ in merged.named_parameters())  # fp32: merged, exact
+    auto, _ = load_for_inference(str(tiny_slm_dir), bf16_adapter, device="cpu")  # the pipeline's call
+    assert auto.dtype == torch.float32 and not any("lora_" in name for name, _ in auto.named_parameters())
+    assert torch.equal(_logits(auto, tokenizer), _logits(merged, tokenizer))
 
 
 def test_bf16_evaluation_is_the_forward_pass_training_used(tiny_slm_dir, bf16_adapter):

@@ -33,7 +33,7 @@ def load_for_inference(base_model: str | Path | None = None, adapter_dir: str | 
     """(model, tokenizer) ready for `generate`: eval mode, the LoRA adapter applied, left padding.
 
     Evaluation must measure the model that was trained. In float32 the adapter is merged into the
-    weights (exact, and no extra work per token). In a lower precision it stays unmerged, its own
+    weights (exact, and no extra work per token); `dtype` auto with an adapter on a CPU means float32. In a lower precision it stays unmerged, its own
     weights in float32: merging and then casting W + BA to bfloat16 rounds every element to 8
     significant bits, and a LoRA update is mostly smaller than that step, so most of it would vanish
     (the base weights are bf16 either way; unmerged, the update's output is added in float32).
@@ -47,6 +47,11 @@ def load_for_inference(base_model: str | Path | None = None, adapter_dir: str | 
     model_path = resolve_model(base_model)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    if adapter_dir is not None and dtype in (None, "", "auto") and device == "cpu":
+        # Both ways are exact; on a CPU the merged float32 model is the faster one (96 SQuAD questions, 2 cores:
+        # 36 s merged in float32 against 49 s bf16 with the adapter unmerged, whose per-module casts and small
+        # matmuls cost more than bf16 saves). On a GPU the unmerged adapter costs little and bf16 stays.
+        torch_dtype = torch.float32
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
