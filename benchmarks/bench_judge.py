@@ -65,7 +65,7 @@ def planted_calls(task_name: str, n: int, controls: int, batch: int, seed: int, 
                                           based_on_example=source.id, messages=messages),
                           CanaryVerdict(canary_id=sample_id, iteration=0, kind=kind, control=kind == CONTROL,
                                         based_on_example=source.id, shown_with=original.id, messages=messages)))
-        qc_batch = QCBatch(original, STRATEGY if with_strategy else None)
+        qc_batch = QCBatch(original, STRATEGY if with_strategy else None, form=form)  # as the pipeline judges
         for start in range(0, len(shown), batch):
             part = shown[start:start + batch]
             calls.append((qc_batch, [s for s, _ in part], [v for _, v in part]))

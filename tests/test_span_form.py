@@ -103,6 +103,29 @@ def test_near_copies_are_judged_on_the_question_under_the_same_context(squad):
         "the question repeats a training question or another sample": ["same"]}
 
 
+def test_the_judge_reads_a_shared_context_once(squad):
+    from pada.agents.quality import SAME_CONTEXT, QCBatch, judge_messages
+    from pada.records import SyntheticSample
+
+    task, examples = squad
+    original = examples[0]
+    other = next(e for e in examples[1:] if context_of(e.prompt) != context_of(original.prompt))
+    context = context_of(original.prompt)
+
+    def sample(prompt):
+        return SyntheticSample(sample_id=str(len(prompt)), branch="error", based_on_example=original.id,
+                               messages=[{"role": "user", "content": prompt}, {"role": "assistant", "content": "x"}])
+
+    same = sample(span_prompt(context, "Which words open the paragraph?"))
+    elsewhere = sample(other.prompt)
+    text = judge_messages(QCBatch(original, form=task.sample_form), [same, elsewhere])[-1]["content"]
+    assert text.count(context) == 1  # the original's, once
+    assert f"{SAME_CONTEXT}\nQuestion: Which words open the paragraph?" in text
+    assert context_of(other.prompt) in text  # a sample on another paragraph is shown whole
+    # without the form (free-form tasks) every sample is shown as it is
+    assert judge_messages(QCBatch(original), [same])[-1]["content"].count(context) == 2
+
+
 def test_generated_non_spans_are_dropped_not_repaired(stand_in, squad):
     _, examples = squad
     example = examples[0]

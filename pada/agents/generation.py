@@ -120,8 +120,8 @@ class BatchPlan:
     def size(self) -> int:
         return len(self.sample_ids)
 
-    def qc_batch(self) -> QCBatch:
-        return QCBatch(original=self.example, strategy=self.strategy)
+    def qc_batch(self, form: SampleForm | None = None) -> QCBatch:
+        return QCBatch(original=self.example, strategy=self.strategy, form=form)
 
 
 def draw_examples(pool: list, count: int, rng: random.Random) -> list:
@@ -461,12 +461,13 @@ def generate_and_qc(strategies: list[Strategy], budget: Budget, train_examples: 
     runner = BatchGenerator(plans, generator, gen_config, seed,
                             leak_guard.assert_no_leak if leak_guard is not None else None,
                             task_template(train_examples, gen_config), form)
+    judged_form = effective_form(gen_config, form)
     planter = None
     if qc_config.canaries and not qc_config.qc_disabled:
         from pada.agents.canaries import CanaryPlanter
 
-        planter = CanaryPlanter(train_examples, effective_form(gen_config, form), qc_config.canaries, seed, iteration)
-    qc = run_qc_rounds(runner, [plan.qc_batch() for plan in plans], judge, qc_config, planter)
+        planter = CanaryPlanter(train_examples, judged_form, qc_config.canaries, seed, iteration)
+    qc = run_qc_rounds(runner, [plan.qc_batch(judged_form) for plan in plans], judge, qc_config, planter)
     accepted, leaked = leak_guard.filter(qc.accepted) if leak_guard is not None else (qc.accepted, [])
     outcome = GenerationOutcome(accepted=accepted, rejected=qc.rejected, attempts=qc.attempts,
                                 qc_results=qc.qc_results, leaked=leaked, canaries=qc.canaries)

@@ -40,6 +40,7 @@ from pydantic import BaseModel, BeforeValidator, Field, create_model
 
 from pada.agents.text import truncate
 from pada.records import Example, QCResult, Strategy, SyntheticSample
+from pada.tasks.forms import SampleForm
 
 STAGE = "quality"
 PROMPT = "quality"  # pada/llm/prompts/quality.jinja2
@@ -120,6 +121,7 @@ class QCBatch:
 
     original: Example
     strategy: Strategy | None = None
+    form: SampleForm | None = None  # the task's sample form: samples that keep the original's context show it once
 
 
 @dataclass
@@ -145,9 +147,26 @@ def judge_messages(batch: QCBatch, samples: list[SyntheticSample], max_chars: in
     """The judge's chat messages for one batch (also the UI's prompt preview)."""
     from pada.llm.prompts import render
 
-    shown = [{"question": truncate(s.question, max_chars), "answer": truncate(s.answer, max_chars)}
-             for s in samples]
+    shown = [{"question": truncate(shown_question(batch, s.question), max_chars),
+              "answer": truncate(s.answer, max_chars)} for s in samples]
     return render(PROMPT, original=batch.original, strategy=batch.strategy, samples=shown)
+
+
+SAME_CONTEXT = "[the original's context paragraph, unchanged]"
+
+
+def shown_question(batch: QCBatch, question: str) -> str:
+    """A sample's user turn as the judge sees it: a context it shares with the original is not repeated.
+
+    A SQuAD sample keeps its original's paragraph (`SampleForm.new_part`); showing it once per sample made
+    the judge's prompts about three times longer (prompt reading is most of a local judge's time) and told
+    it nothing new. A sample on any other context is shown whole."""
+    if batch.form is None:
+        return question
+    kept, written = batch.form.new_part(question)
+    if kept and kept == batch.form.new_part(batch.original.prompt)[0]:
+        return f"{SAME_CONTEXT}\nQuestion: {written}"
+    return question
 
 
 def usable_judgements(result, with_strategy: bool) -> list[BaseModel]:
