@@ -133,6 +133,9 @@ class Strategy(BaseModel):
     key_elements: list[str] = Field(default_factory=list)
     ok: bool = True  # False when the LLM call failed and a generic strategy was built instead
     raw: str | None = None  # the failed call's reply, kept so nothing is lost
+    # A person wrote it before generation (no cluster produced it; `RunStore.add_written_strategy`).
+    # On the record, not only in the version history, so every view and export can tell it apart.
+    hand_written: bool = False
 
 
 Branch = Literal["pattern", "error", "rephrase"]

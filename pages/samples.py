@@ -1,5 +1,9 @@
 """Synthetic review: samples with the judge's scores and feedback next to their originals; accept or reject.
 
+Review in pairs: the selected sample beside the training example it was based on (the pair the judge
+scored), with every attempt's scores, feedback and text in order, so a reviewer sees what regeneration
+changed. Samples of a hand-written strategy are marked as such.
+
 A person's decision (accepted_human / rejected_human) overrides the judge's
 and decides what enters training when the run continues.
 """
@@ -16,10 +20,11 @@ BRANCHES = ("pattern", "error", "rephrase")
 ACCEPT, REJECT = "accepted_human", "rejected_human"
 
 
-def filters(store, iteration: int) -> dict:
+def filters(store, iteration: int, written: list[str]) -> dict:
     c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
     strategy = c1.selectbox("Strategy", [None, *common.q(store, "sample_strategies", iteration)],
-                            key="samples-strategy", format_func=lambda s: "All" if s is None else s)
+                            key="samples-strategy",
+                            format_func=lambda s: "All" if s is None else frames.strategy_label(s, s in written))
     branch = c2.selectbox("Branch", [None, *BRANCHES], key="samples-branch",
                           format_func=lambda b: "All" if b is None else b)
     statuses = c3.multiselect("Status", SAMPLE_STATUSES, key="samples-status", placeholder="All")
@@ -76,14 +81,13 @@ def messages_block(messages: list[dict]) -> None:
         st.text(message.get("content", ""))
 
 
-def review_one(store, iteration: int, page_samples: list, locked: bool) -> None:
-    """One sample side by side with its original, its scores and every attempt; accept or reject it."""
+def review_one(store, iteration: int, page_samples: list, locked: bool, written: list[str]) -> None:
+    """One sample beside the training example it was based on, every attempt's verdict; accept or reject it."""
     by_id = {s.sample.sample_id: s for s in page_samples}
     sample_id = st.selectbox("Review one sample", list(by_id), key="samples-one",
                              format_func=lambda i: f"{i} · score {by_id[i].score:.1f}" if by_id[i].score is not None
                              else f"{i} · not judged")
     stored = by_id[sample_id]
-    sample = stored.sample
     scores = frames.qc_scores(stored)
     st.markdown(f"Status **{stored.status.replace('_', ' ')}**"
                 + (f" (by {stored.status_author})" if stored.status_author else ""))
@@ -93,24 +97,7 @@ def review_one(store, iteration: int, page_samples: list, locked: bool) -> None:
         col.metric(name.capitalize(), "–" if value is None else f"{value:.1f}" if name == "average" else value)
     if stored.qc and stored.qc.feedback:
         st.markdown(f"**Judge feedback:** {stored.qc.feedback}")
-    left, right = st.columns(2)
-    with left:
-        st.markdown(f"##### Synthetic · `{sample.sample_id}`")
-        st.caption(f"branch {sample.branch}" + (f" · strategy {sample.based_on_strategy}"
-                                                 if sample.based_on_strategy else "")
-                   + f" · attempt {sample.attempt} of {stored.n_attempts}")
-        messages_block(sample.messages)
-    with right:
-        st.markdown(f"##### Original · `{sample.based_on_example}`")
-        original = common.q(store, "originals", iteration).get(sample.based_on_example)
-        if original is None:
-            st.caption("The original is not in this iteration's training set or training failures.")
-        else:
-            messages_block([{"role": "user", "content": original["question"]},
-                            {"role": "assistant", "content": original["answer"]}])
-            if original["prediction"]:
-                st.markdown("**The small model answered**")
-                st.text(original["prediction"])
+    pair(store, iteration, stored, written)
     leaked = stored.status == LEAKED_STATUS
     if leaked:
         st.caption(":red[Dropped by the leakage guard: it overlaps a validation or test question. "
@@ -120,14 +107,51 @@ def review_one(store, iteration: int, page_samples: list, locked: bool) -> None:
         decide(store, iteration, [sample_id], ACCEPT)
     if c2.button("Reject", key="one-reject", icon=":material/close:", disabled=locked or leaked):
         decide(store, iteration, [sample_id], REJECT)
-    if stored.n_attempts > 1:
-        with st.expander(f"All {stored.n_attempts} attempts"):
-            for attempt in common.q(store, "sample_history", iteration, sample_id):
-                qc = attempt.qc
-                st.markdown(f"**Attempt {attempt.sample.attempt}** · score "
-                            + ("–" if not qc or qc.average is None else f"{qc.average:.1f}")
-                            + (f" · {qc.feedback}" if qc and qc.feedback else ""))
-                st.text(attempt.sample.question)
+    attempts(store, iteration, stored)
+
+
+def pair(store, iteration: int, stored, written: list[str]) -> None:
+    """The training example (left) and the sample written from it (right): what the judge compared."""
+    sample = stored.sample
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"##### Original · `{sample.based_on_example}`")
+        original = common.q(store, "originals", iteration).get(sample.based_on_example)
+        if original is None:
+            st.caption("The original is not in this iteration's training set or training failures.")
+        else:
+            st.caption("The training example the sample was written from and judged against")
+            messages_block([{"role": "user", "content": original["question"]},
+                            {"role": "assistant", "content": original["answer"]}])
+            if original["prediction"]:
+                st.markdown("**The small model answered**")
+                st.text(original["prediction"])
+    with right:
+        st.markdown(f"##### Synthetic · `{sample.sample_id}`")
+        strategy = sample.based_on_strategy
+        st.caption(f"branch {sample.branch}"
+                   + (f" · strategy {frames.strategy_label(strategy, strategy in written)}" if strategy else "")
+                   + f" · attempt {sample.attempt} of {stored.n_attempts}")
+        messages_block(sample.messages)
+
+
+def attempts(store, iteration: int, stored) -> None:
+    """Every QC attempt in order (scores, feedback, text) and, after a regeneration, what it changed."""
+    frame = common.q(store, "attempts_frame", iteration, stored.sample.sample_id)
+    st.markdown(f"**QC attempts** ({len(frame)})")
+    st.dataframe(frame, hide_index=True, column_config={
+        "attempt": st.column_config.NumberColumn("Attempt", format="%d"),
+        "average": st.column_config.NumberColumn("Average", format="%.1f"),
+        "passed": st.column_config.CheckboxColumn("Passed"),
+        "feedback": st.column_config.TextColumn("Judge feedback", width="large"),
+        "question": st.column_config.TextColumn("Question", width="large"),
+        "answer": st.column_config.TextColumn("Answer", width="medium"),
+    })
+    if len(frame) > 1:
+        with st.expander("What each regeneration changed"):
+            for i in range(1, len(frame)):
+                diff = frames.attempt_diff(frame.iloc[i - 1], frame.iloc[i])
+                st.code(diff or "(no change in the text)", language="diff")
 
 
 def summary(store, iteration: int) -> None:
@@ -169,7 +193,8 @@ def main() -> None:
         return
     iteration = common.iteration_picker(iterations, "samples-iteration")
     summary(store, iteration)
-    chosen = filters(store, iteration)
+    written = common.q(store, "written_strategy_names", iteration)
+    chosen = filters(store, iteration, written)
     total = common.q(store, "sample_count", iteration, **chosen)
     if total == 0:
         st.info("No sample matches these filters.")
@@ -177,14 +202,14 @@ def main() -> None:
     page, size = common.paged(total, f"samples-page-{iteration}-{sorted(chosen.items())}")
     page_samples = common.q(store, "samples", iteration, **chosen, limit=size, offset=(page - 1) * size)
     st.caption(f"{total} matching samples · page {page} of {frames.n_pages(total, size)}")
-    frame = frames.samples_frame(page_samples)
+    frame = frames.samples_frame(page_samples, written)
     table(frame)
     locked = common.q(store, "decisions_locked", iteration)
     if locked:
         st.info(f"Read-only: {locked}.", icon=":material/lock:")
     bulk(store, iteration, frame, chosen, total, bool(locked))
     st.divider()
-    review_one(store, iteration, page_samples, bool(locked))
+    review_one(store, iteration, page_samples, bool(locked), written)
 
 
 main()

@@ -1,8 +1,10 @@
 """Patterns & strategies: each cluster's error pattern and its augmentation strategy, editable and versioned.
 
 Saving an edit stores a new version (the generator uses the latest); any older
-version can be made current again. When the run is paused for this review,
-"Continue run" resumes it with the edited strategies.
+version can be made current again. A person can also add a strategy of their
+own, which no cluster produced: it gets its share of the budget like the others
+and is marked hand-written. When the run is paused for this review, "Continue
+run" resumes it with the edited strategies.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pada.dashboard import frames
+from pada.store import StoreError
 from pages import common
 
 
@@ -55,7 +58,7 @@ def history_block(store, iteration: int, cluster_id: int, history, locked: bool)
         st.dataframe(frames.history_frame(history), hide_index=True)
         older = [v.version for v in history[:-1]]
         if not older:
-            st.caption("Only the drafted version so far.")
+            st.caption(f"Only the {history[0].source} version so far.")
             return
         c1, c2 = st.columns([1, 2])
         version = c1.selectbox("Version", list(reversed(older)), key=f"revert-pick-{iteration}-{cluster_id}",
@@ -66,6 +69,39 @@ def history_block(store, iteration: int, cluster_id: int, history, locked: bool)
             new_version = store.revert_strategy(iteration, cluster_id, version, common.author())
             st.toast(f"Version {version} is current again (as version {new_version})")
             st.rerun()
+
+
+def add_form(store, iteration: int, refused: str | None) -> None:
+    """A strategy of the person's own; widget keys carry a count of those added, so a new form is empty."""
+    st.subheader("Add a strategy of your own")
+    st.caption("For a weakness no cluster found (e.g. the model fails on negations). It gets the same share of "
+               f"the pattern budget as each drafted strategy, and is marked {frames.HAND_WRITTEN} everywhere.")
+    if refused:
+        st.caption(f":material/lock: Not now: {refused}.")
+    count_key = f"written-count-{iteration}"
+    key = f"{iteration}-{st.session_state.get(count_key, 0)}"
+    with st.form(f"written-{key}"):
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Strategy name", key=f"written-name-{key}", disabled=bool(refused))
+        category = c2.text_input("What the model fails on", key=f"written-category-{key}", disabled=bool(refused),
+                                 placeholder="e.g. questions with negations",
+                                 help="The generator is told the model often fails in this kind of situation. "
+                                      "Empty: the strategy's name.")
+        approach = st.text_area("Generation approach", height=110, key=f"written-approach-{key}",
+                                disabled=bool(refused))
+        elements = st.text_area("Key elements (one per line)", height=100, key=f"written-elements-{key}",
+                                disabled=bool(refused))
+        added = st.form_submit_button("Add strategy", icon=":material/add:", disabled=bool(refused))
+    if added:
+        try:
+            strategy = frames.written_strategy(name, approach, elements, category)
+            cluster_id = store.add_written_strategy(iteration, strategy, common.author())
+        except (ValueError, StoreError) as err:
+            st.error(f"Not added: {err}")
+            return
+        st.session_state[count_key] = st.session_state.get(count_key, 0) + 1
+        st.toast(f"Added {strategy.strategy_name!r} as strategy {cluster_id}")
+        st.rerun()
 
 
 def main() -> None:
@@ -91,8 +127,11 @@ def main() -> None:
         title = (pattern.category_name if pattern else strategy.category_name) or f"Cluster {cluster_id}"
         with st.container(border=True):
             st.subheader(f"{cluster_id} · {title}")
-            n_failures = sizes.get(cluster_id, 0)
-            st.caption(f"{n_failures} failure{'s' if n_failures != 1 else ''} in this cluster")
+            if strategy and strategy.hand_written:
+                st.markdown(f":violet-badge[{frames.HAND_WRITTEN}] written by a person; no cluster produced it")
+            else:
+                n_failures = sizes.get(cluster_id, 0)
+                st.caption(f"{n_failures} failure{'s' if n_failures != 1 else ''} in this cluster")
             if pattern:
                 pattern_block(pattern)
             if strategy:
@@ -102,6 +141,7 @@ def main() -> None:
                             + (f" · {history[-1].source} by {history[-1].author}" if history else ""))
                 strategy_form(store, iteration, strategy, version, bool(locked))
                 history_block(store, iteration, cluster_id, history, bool(locked))
+    add_form(store, iteration, common.q(store, "adding_strategies_refused", iteration))
 
 
 main()

@@ -15,6 +15,8 @@ synthetic samples). Starting and stopping run processes is
 from __future__ import annotations
 
 import csv
+import difflib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,28 @@ def edited_strategy(current: Strategy, strategy_name: str, generation_approach: 
     })
 
 
+def written_strategy(strategy_name: str, generation_approach: str, key_elements: str | list[str],
+                     category_name: str = "") -> Strategy:
+    """A person's own strategy from the page's fields, validated like an edit. The category (what the model
+    fails on, which the generator is told) defaults to the name; the store gives it its id."""
+    blank = Strategy(cluster_id=-1, category_name="", strategy_name="", generation_approach="", hand_written=True)
+    return edited_strategy(blank, strategy_name, generation_approach, key_elements,
+                           category_name.strip() or strategy_name)
+
+
+HAND_WRITTEN = "✍ hand-written"  # the mark every view puts on a strategy a person wrote
+
+
+def strategy_label(name: str | None, hand_written: bool) -> str | None:
+    """A strategy name as the pages show it: a hand-written one carries the mark."""
+    return f"{name} ({HAND_WRITTEN})" if name and hand_written else name
+
+
+def written_strategy_names(store: RunStore, iteration: int) -> list[str]:
+    """The names of the iteration's hand-written strategies, which its samples carry as their strategy."""
+    return [s.strategy_name for s in store.current_strategies(iteration) if s.hand_written]
+
+
 def strategy_changed(current: Strategy, proposed: Strategy) -> bool:
     fields = ("strategy_name", "generation_approach", "key_elements", "category_name")
     return any(getattr(current, f) != getattr(proposed, f) for f in fields)
@@ -284,11 +308,13 @@ def sample_strategies(store: RunStore, iteration: int | None) -> list[str]:
     return [row["strategy"] for row in store.sample_counts(iteration, group_by=("strategy",)) if row["strategy"]]
 
 
-def sample_record(stored: StoredSample) -> dict[str, Any]:
+def sample_record(stored: StoredSample, written: Collection[str] = ()) -> dict[str, Any]:
+    """One table row; `written`: the hand-written strategies' names, marked in the strategy column."""
     sample, qc = stored.sample, stored.qc
     return {
         "sample_id": sample.sample_id, "iteration": stored.iteration, "status": stored.status,
-        "score": stored.score, "branch": sample.branch, "strategy": sample.based_on_strategy,
+        "score": stored.score, "branch": sample.branch,
+        "strategy": strategy_label(sample.based_on_strategy, sample.based_on_strategy in written),
         "based_on": sample.based_on_example, "attempts": stored.n_attempts,
         "question": shorten(sample.question, 200), "answer": shorten(sample.answer, 120),
         "feedback": shorten(qc.feedback if qc else "", 200), "reviewed_by": stored.status_author,
@@ -299,8 +325,9 @@ SAMPLE_COLUMNS = ["sample_id", "iteration", "status", "score", "branch", "questi
                   "strategy", "based_on", "attempts", "reviewed_by"]
 
 
-def samples_frame(samples: list[StoredSample]) -> pd.DataFrame:
-    return pd.DataFrame([sample_record(s) for s in samples], columns=SAMPLE_COLUMNS)
+def samples_frame(samples: list[StoredSample], written: Collection[str] = ()) -> pd.DataFrame:
+    written = set(written)
+    return pd.DataFrame([sample_record(s, written) for s in samples], columns=SAMPLE_COLUMNS)
 
 
 def score_bounds(low: float, high: float, full: tuple[float, float] = (0.0, 10.0)) -> tuple[float | None, float | None]:
@@ -334,6 +361,32 @@ def qc_scores(stored: StoredSample) -> dict[str, Any]:
         return {}
     return {"adherence": qc.adherence, "utility": qc.utility, "relevance": qc.relevance, "average": qc.average,
             "passed": qc.passed}
+
+
+ATTEMPT_COLUMNS = ["attempt", "adherence", "utility", "relevance", "average", "passed", "feedback", "question",
+                   "answer"]
+
+
+def attempts_frame(store: RunStore, iteration: int, sample_id: str) -> pd.DataFrame:
+    """Every generation attempt of one sample, first first: the judge's scores and feedback on it and the text
+    it wrote, so a reviewer sees what each regeneration changed (an unjudged attempt has no scores)."""
+    rows = []
+    for attempt in store.sample_history(iteration, sample_id):
+        qc, sample = attempt.qc, attempt.sample
+        rows.append({
+            "attempt": sample.attempt, **{k: getattr(qc, k) if qc else None for k in ATTEMPT_COLUMNS[1:6]},
+            "feedback": qc.feedback if qc else "", "question": sample.question, "answer": sample.answer,
+        })
+    return pd.DataFrame(rows, columns=ATTEMPT_COLUMNS)
+
+
+def attempt_diff(before: pd.Series, after: pd.Series) -> str:
+    """What a regeneration changed: a unified diff of two `attempts_frame` rows' text ('' when equal)."""
+    def lines(row: pd.Series) -> list[str]:
+        return [*row["question"].splitlines(), "--- answer ---", *row["answer"].splitlines()]
+
+    return "\n".join(difflib.unified_diff(lines(before), lines(after), f"attempt {before['attempt']}",
+                                          f"attempt {after['attempt']}", lineterm="", n=1))
 
 
 # ------------------------------------------------------------- evolution

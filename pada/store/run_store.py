@@ -87,6 +87,8 @@ if TYPE_CHECKING:  # numpy is imported where vectors are read or written, keepin
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another process's write transaction
 USAGE_GROUPS = ("iteration", "stage", "model", "cache_hit", "ok")
+# Ids of an iteration's hand-written strategies (version 1 stored by `add_written_strategy`).
+_WRITTEN_IDS = "SELECT cluster_id FROM strategy_versions WHERE iteration = ? AND version = 1 AND source = 'written'"
 SAMPLE_GROUPS = ("iteration", "branch", "strategy", "status")
 
 
@@ -701,13 +703,80 @@ class RunStore:
         """Store the drafted strategies of `iteration` as version 1 each.
 
         This is the strategy stage's output: it replaces the iteration's
-        strategies and their whole edit history.
+        drafted strategies and their whole edit history. Hand-written ones
+        (`add_written_strategy`) are a person's work, not the stage's: they
+        stay, with their history, moved to a fresh id if a drafted one now
+        has theirs (a re-clustering may have found more clusters).
         """
+        strategies = list(strategies)
         now = _now()
         rows = [(iteration, s.cluster_id, 1, "drafted", author, now, None, s.model_dump_json()) for s in strategies]
         with self._write() as conn:
-            conn.execute("DELETE FROM strategy_versions WHERE iteration = ?", (iteration,))
+            conn.execute(
+                f"DELETE FROM strategy_versions WHERE iteration = ? AND cluster_id NOT IN ({_WRITTEN_IDS})",
+                (iteration, iteration),
+            )
+            drafted = {s.cluster_id for s in strategies}
+            for cluster_id in sorted(drafted & set(self._written_ids(conn, iteration))):
+                fresh = max(max(drafted), self._max_strategy_id(conn, iteration)) + 1
+                self._move_strategy(conn, iteration, cluster_id, fresh)
             conn.executemany("INSERT INTO strategy_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    @staticmethod
+    def _written_ids(conn: sqlite3.Connection, iteration: int) -> list[int]:
+        return [row[0] for row in conn.execute(_WRITTEN_IDS, (iteration,))]
+
+    @staticmethod
+    def _max_strategy_id(conn: sqlite3.Connection, iteration: int) -> int:
+        """The highest id any cluster, pattern or strategy of `iteration` has (-1: none)."""
+        (highest,) = conn.execute(
+            "SELECT COALESCE(MAX(id), -1) FROM ("
+            "SELECT MAX(cluster_id) AS id FROM cluster_points WHERE iteration = ? "
+            "UNION ALL SELECT k - 1 FROM clusterings WHERE iteration = ? "
+            "UNION ALL SELECT MAX(cluster_id) FROM patterns WHERE iteration = ? "
+            "UNION ALL SELECT MAX(cluster_id) FROM strategy_versions WHERE iteration = ?)",
+            (iteration,) * 4,
+        ).fetchone()
+        return highest
+
+    @staticmethod
+    def _move_strategy(conn: sqlite3.Connection, iteration: int, cluster_id: int, new_id: int) -> None:
+        """Renumber every version of one strategy (the id inside each record too)."""
+        conn.execute(
+            "UPDATE strategy_versions SET cluster_id = ?, record_json = json_set(record_json, '$.cluster_id', ?) "
+            "WHERE iteration = ? AND cluster_id = ?",
+            (new_id, new_id, iteration, cluster_id),
+        )
+
+    def adding_strategies_refused(self, iteration: int) -> str | None:
+        """Why no hand-written strategy can be added to `iteration` now, or None.
+
+        Generation reads the strategies once they are drafted, until it has used them."""
+        if not self.stage_done(iteration, stages.STRATEGIES):
+            return (f"iteration {iteration} has no drafted strategies: the run drafts them after naming its "
+                    "error patterns (never in its last iteration, which generates nothing), and a strategy "
+                    "added before would not be used")
+        return self.strategies_locked(iteration)
+
+    def add_written_strategy(self, iteration: int, strategy: Strategy, author: str) -> int:
+        """Add a person's own strategy to `iteration` (no cluster produced it); returns its new id.
+
+        It gets an id above every cluster and strategy of the iteration (`strategy.cluster_id` is
+        replaced) and is stored `hand_written` as version 1 with source "written"; from then on it is
+        edited, reverted and used by generation like a drafted one (an equal share of the pattern
+        budget). Refused (StoreError, with the reason) when `adding_strategies_refused`, or when a
+        current strategy has the same name: samples name their strategy, so names must stay unique.
+        """
+        self._refuse_if_locked(self.adding_strategies_refused(iteration))
+        taken = {s.strategy_name.casefold(): s.strategy_name for s in self.current_strategies(iteration)}
+        if strategy.strategy_name.casefold() in taken:
+            raise StoreError(f"refused: iteration {iteration} already has a strategy named "
+                             f"{taken[strategy.strategy_name.casefold()]!r}; pick another name")
+        with self._write() as conn:
+            cluster_id = self._max_strategy_id(conn, iteration) + 1
+            written = strategy.model_copy(update={"cluster_id": cluster_id, "hand_written": True})
+            self._add_strategy_version(iteration, cluster_id, written, "written", author)
+        return cluster_id
 
     def _add_strategy_version(self, iteration: int, cluster_id: int, strategy: Strategy, source: str,
                               author: str, reverted_from: int | None = None) -> int:

@@ -66,7 +66,7 @@ class RunSummary:
 class StrategyVersion:
     version: int
     strategy: Strategy
-    source: str  # drafted | edited | reverted
+    source: str  # drafted | edited | reverted | written (version 1 of a hand-written strategy)
     author: str
     created_at: str
     reverted_from: int | None = None
