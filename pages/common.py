@@ -11,6 +11,7 @@ key, so a page never shows stale data and never re-queries unchanged data.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -159,7 +160,9 @@ def run_ids(root: str) -> list[tuple[str, str]]:
 @st.cache_data(max_entries=256, show_spinner=False)
 def _cached(path: str, version: int, name: str, args: tuple, kwargs: tuple) -> Any:
     store = open_store(path)
-    fn = getattr(frames, name, None)
+    module, _, name = name.rpartition(".")
+    helpers = importlib.import_module(f"pada.dashboard.{module}") if module else frames
+    fn = getattr(helpers, name, None)
     if fn is not None:
         return fn(store, *args, **dict(kwargs))
     return getattr(store, name)(*args, **dict(kwargs))
@@ -188,7 +191,8 @@ def remember_launch(launch: processes.Launch) -> None:
 
 
 def q(store: RunStore, name: str, *args: Any, **kwargs: Any) -> Any:
-    """`frames.<name>(store, ...)` or `store.<name>(...)`, cached until the run's data changes."""
+    """`frames.<name>(store, ...)` or `store.<name>(...)`, cached until the run's data changes; a dotted name
+    is a helper of another `pada.dashboard` module (`q(store, "evolution.error_estimates")`)."""
     return _cached(str(store.path), store.data_version(), name, args, tuple(sorted(kwargs.items())))
 
 
