@@ -132,7 +132,9 @@ def iteration_view(store, iterations: list[int]) -> None:
 
 def across_view(store, iterations: list[int]) -> None:
     """One map over the failures of several iterations, and downloads of its slices."""
-    chosen = st.multiselect("Iterations on the map", iterations, default=iterations, key="across-iterations")
+    # The last two by default: one UMAP fit over ten iterations' failures takes ~10 s (over two, under 1 s).
+    chosen = st.multiselect("Iterations on the map", iterations, default=iterations[-2:], key="across-iterations",
+                            help="Add iterations to compare more of them; a fit over many takes some seconds.")
     colour = st.segmented_control("Colour by", list(COLOURS), format_func=COLOURS.get, default="iteration",
                                   key="across-colour") or "iteration"
     if not chosen:
