@@ -33,6 +33,7 @@ ACTIVE_STATUSES = ("created", "running")
 
 # ------------------------------------------------------------------ runs
 
+
 def app_runs_root() -> Path:
     """The dashboard's runs root: $PADA_RUNS_DIR, else `runs/` in the current directory."""
     return runs_root()
@@ -41,8 +42,6 @@ def app_runs_root() -> Path:
 def run_config(store: RunStore) -> dict[str, Any]:
     """The stored config as a dict."""
     return store.config()
-
-
 
 
 def stage_progress(store: RunStore, iteration: int | None, stage: str | None) -> tuple[int, int | None] | None:
