@@ -67,17 +67,33 @@ class DataConfig:
 
 @dataclass
 class SLMConfig:
-    """The small model being improved."""
+    """The small model being improved, and what evaluates it (transformers in process, or a vLLM server)."""
 
     model: str = field(default="smollm2-135m", metadata={"help": "bundled alias, local path or Hugging Face id"})
-    eval_batch_size: int = field(default=16, metadata={"help": "prompts per batched greedy generation"})
+    eval_batch_size: int | str = field(
+        default="auto", metadata={"help": "prompts generated together (hf) or requests in flight (vllm); 'auto' = "
+                                          "16 on a CPU, 128-256 on a GPU by model size, 64 requests for vllm"})
+    backend: str = field(default="hf", metadata={"help": "evaluation backend: hf (in process) or vllm (a server)"})
+    api_base: str | None = field(
+        default=None, metadata={"help": "vllm only: the server's OpenAI base, e.g. http://localhost:8000/v1 "
+                                        "(started with --enable-lora --max-lora-rank 32)"})
     train: LoRAConfig = field(default_factory=LoRAConfig)
 
     def __post_init__(self) -> None:
-        if self.eval_batch_size < 1:
+        from pada.slm.backends import AUTO, BACKENDS
+
+        if isinstance(self.eval_batch_size, str) and self.eval_batch_size != AUTO:
+            raise ConfigError(f"must be 'auto' or an integer >= 1, got {self.eval_batch_size!r}",
+                              field="eval_batch_size")
+        if isinstance(self.eval_batch_size, int) and self.eval_batch_size < 1:
             raise ConfigError(f"must be >= 1, got {self.eval_batch_size}", field="eval_batch_size")
         if not self.model.strip():
             raise ConfigError("must name a model, e.g. smollm2-135m", field="model")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"expected one of {', '.join(BACKENDS)}, got {self.backend!r}", field="backend")
+        if self.backend == "vllm" and not (self.api_base or "").strip():
+            raise ConfigError("the vllm backend needs the server's address, e.g. http://localhost:8000/v1",
+                              field="api_base")
 
 
 @dataclass

@@ -284,19 +284,18 @@ class Pipeline:
                                              stage=FINETUNE)
 
     def evaluate(self, i: int):
+        from pada.slm.backends import open_backend
         from pada.slm.evaluate import evaluate
-        from pada.slm.generate import load_for_inference
 
-        model, tokenizer = load_for_inference(self.config.slm.model, self.store.adapter_dir(i))
         train = self.splits.train
         if self.config.data.eval_train_limit is not None:
             train = train[: self.config.data.eval_train_limit]
         examples = {"train": train, "validation": self.splits.validation, "test": self.splits.test}
         results = {}
-        for n, split in enumerate(SPLITS):
-            self.store.set_progress(i, EVALUATE, n, len(SPLITS))
-            results[split] = evaluate(self.task, examples[split], model, tokenizer, split,
-                                      batch_size=self.config.slm.eval_batch_size)
+        with open_backend(self.config.slm, self.store.adapter_dir(i)) as backend:
+            for n, split in enumerate(SPLITS):
+                self.store.set_progress(i, EVALUATE, n, len(SPLITS))
+                results[split] = evaluate(self.task, examples[split], backend, split)
         self.store.set_progress(i, EVALUATE, len(SPLITS), len(SPLITS))
 
         def write(store: RunStore) -> None:

@@ -181,11 +181,13 @@ class EchoTask(Task):
         return Score(correct=correct, extracted=prediction[:5], metrics={"f1": 1.0 if correct else 0.25})
 
 
-def test_evaluate_returns_predictions_and_failures_with_ids(tiny_fp32, tmp_path):
-    model, tokenizer = tiny_fp32
+def test_evaluate_returns_predictions_and_failures_with_ids(tiny_slm_dir, tmp_path):
+    from pada.slm.backends import HFBackend
+
+    backend = HFBackend(str(tiny_slm_dir), dtype="float32", batch_size=2)
     examples = [Example(id=f"ex{i}", task="echo", source_split="validation", prompt=f"Say {i}",
                         answer=f"zz{i}zz", gold={"accept_any": i % 2 == 0}) for i in range(5)]
-    result = evaluate(EchoTask(), examples, model, tokenizer, "validation", batch_size=2)
+    result = evaluate(EchoTask(), examples, backend, "validation")
 
     assert [p.id for p in result.predictions] == [e.id for e in examples]
     assert [f.id for f in result.failures] == ["ex1", "ex3"]

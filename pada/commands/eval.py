@@ -21,7 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", default=None, help="LoRA adapter directory from `pada finetune --out`")
     parser.add_argument("--model", default=None,
                         help="base model (default: the adapter's base model, else smollm2-135m)")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="prompts generated together (default: 16)")
+    parser.add_argument("--batch-size", type=_batch_size, default="auto",
+                        help="prompts generated together (hf) or requests in flight (vllm); default auto: 16 on a "
+                             "CPU, 128-256 on a GPU, 64 requests for vllm")
+    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                        help="hf = transformers in this process (default); vllm = a vLLM server at --api-base")
+    parser.add_argument("--api-base", default=None,
+                        help="vllm: the server's OpenAI base, e.g. http://localhost:8000/v1 (server started with "
+                             "--enable-lora --max-lora-rank 32)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=None, help="generation budget (default: the task's)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                         help="auto = bfloat16 where the hardware is fast at it, else float32")
@@ -37,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from pada.commands.common import check_output_file, check_train_size
     from pada.errors import PadaError
     from pada.slm.config import check_model
+    from pada.config import ConfigError, SLMConfig
+    from pada.slm.backends import open_backend
     from pada.slm.evaluate import evaluate, write_predictions
-    from pada.slm.generate import load_for_inference
     from pada.tasks import check_data_root, get_task
 
     check_data_root(args.data_dir, "--data-dir")
@@ -54,12 +62,16 @@ def run(args: argparse.Namespace) -> int:
         check_train_size(task, args.train_size)
     splits = task.splits(train_size=args.train_size, test_size=args.test_size, seed=args.seed)
     examples = getattr(splits, args.split)[: args.limit]
-    model, tokenizer = load_for_inference(base_model, args.adapter, dtype=args.dtype)
+    try:
+        slm = SLMConfig(model=base_model or "smollm2-135m", eval_batch_size=args.batch_size, backend=args.backend,
+                        api_base=args.api_base)
+    except ConfigError as err:
+        raise PadaError(f"--{(err.field or 'backend').replace('_', '-')}: {err}") from None
     print(f"evaluating {base_model or 'smollm2-135m'}{' + ' + args.adapter if args.adapter else ''} "
-          f"on {len(examples)} {task.name} {args.split} examples", file=sys.stderr)
-    with _progress_bar(len(examples)) as on_progress:
-        result = evaluate(task, examples, model, tokenizer, args.split, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens, on_progress=on_progress)
+          f"on {len(examples)} {task.name} {args.split} examples ({args.backend})", file=sys.stderr)
+    with open_backend(slm, args.adapter, dtype=args.dtype) as backend, _progress_bar(len(examples)) as on_progress:
+        result = evaluate(task, examples, backend, args.split, max_new_tokens=args.max_new_tokens,
+                          on_progress=on_progress)
     if args.out:
         from pada.commands.common import write_error
 
@@ -70,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"predictions written to {written}", file=sys.stderr)
     print(result.summary())
     return 0
+
+
+def _batch_size(text: str) -> int | str:
+    """argparse type: 'auto' or an integer >= 1."""
+    from pada.commands.common import positive_int
+
+    return "auto" if text.strip().lower() == "auto" else positive_int(text)
 
 
 def _adapter_base_model(adapter: str | None) -> str | None:

@@ -36,8 +36,18 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: set[str]
             continue
         kind = type(spec.default) if spec.default is not dataclasses.MISSING else str
         group.add_argument("--" + spec.name.replace("_", "-"), dest="cfg_" + spec.name, default=spec.default,
-                           type=str if kind is bool or spec.name == "target_modules" else kind,
+                           type=_yes_no if kind is bool else str if spec.name == "target_modules" else kind,
                            help=f"{spec.metadata.get('help', '')} (default: {spec.default})".replace("%", "%%"))
+
+
+def _yes_no(text: str) -> bool:
+    """argparse type for a boolean setting: true/false, yes/no, on/off or 1/0."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def config_from_args(args: argparse.Namespace) -> LoRAConfig:

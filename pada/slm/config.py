@@ -26,7 +26,7 @@ class LoRAConfig:
     Adapter:      r, alpha, dropout, target_modules
     Optimisation: epochs, learning_rate, batch_size, grad_accum, warmup_ratio, lr_scheduler,
                   weight_decay, max_seq_len, seed
-    Hardware:     dtype, device
+    Hardware:     dtype, device, activation_checkpointing
     Bookkeeping:  logging_steps
     """
 
@@ -53,6 +53,10 @@ class LoRAConfig:
         metadata={"help": "'auto' = bfloat16 where the hardware has it (CUDA with bf16, CPUs with avx512_bf16/"
                           "AMX: 1.3-1.5x faster, finite losses), else float32"})
     device: str = field(default="auto", metadata={"help": "'auto' = cuda when available, else cpu"})
+    activation_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute activations in the backward pass: less memory for longer sequences or larger "
+                          "batches, ~30% more compute"})
     logging_steps: int = field(default=5, metadata={"help": "record (and print) the training loss every N steps"})
 
     def __post_init__(self) -> None:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pada.records import Example, Failure, Prediction
-from pada.slm.generate import ProgressFn, generate
+from pada.slm.backends import SLMBackend
+from pada.slm.generate import ProgressFn
 from pada.tasks.base import Task
-
-DEFAULT_EVAL_BATCH_SIZE = 16  # 16-32 measured best on the 2-core CPU; larger only adds padding
 
 
 @dataclass
@@ -42,14 +41,12 @@ class EvalResult:
                 f"{extra} in {self.seconds:.1f} s")
 
 
-def evaluate(task: Task, examples: Sequence[Example], model, tokenizer, split: str,
-             batch_size: int = DEFAULT_EVAL_BATCH_SIZE, max_new_tokens: int | None = None,
-             on_progress: ProgressFn | None = None) -> EvalResult:
-    """Generate greedily for each example's user turn, score with `task.score`, collect failures."""
+def evaluate(task: Task, examples: Sequence[Example], backend: SLMBackend, split: str,
+             max_new_tokens: int | None = None, on_progress: ProgressFn | None = None) -> EvalResult:
+    """Reply greedily (through `backend`) to each example's user turn, score with `task.score`, collect failures."""
     started = time.perf_counter()
-    replies = generate(model, tokenizer, [ex.messages(with_answer=False) for ex in examples],
-                       max_new_tokens=max_new_tokens or task.max_new_tokens, batch_size=batch_size,
-                       on_progress=on_progress)
+    replies = backend.replies([ex.messages(with_answer=False) for ex in examples],
+                              max_new_tokens=max_new_tokens or task.max_new_tokens, on_progress=on_progress)
     predictions, failures = [], []
     metric_sums: dict[str, float] = {}
     for example, reply in zip(examples, replies):

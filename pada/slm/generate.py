@@ -93,7 +93,7 @@ def generate(model, tokenizer, conversations: Sequence[Sequence[Message]], max_n
     batch_size = max(1, batch_size)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)  # longest first: OOM shows early
     replies: list[str] = [""] * len(prompts)
-    stop_ids = _stop_token_ids(model, tokenizer)
+    stop_ids = stop_token_ids(tokenizer, model.generation_config)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else sorted(stop_ids)[0]
     done = 0
     with torch.inference_mode():
@@ -110,13 +110,15 @@ def generate(model, tokenizer, conversations: Sequence[Sequence[Message]], max_n
 
 
 def prompt_ids(tokenizer, conversation: Sequence[Message]) -> list[int]:
-    """The conversation through the chat template, ending with the assistant generation prompt."""
-    text = tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    """The conversation through the chat template (as training renders it), ending with the generation prompt."""
+    from pada.slm.train import render
+
+    return render(tokenizer, conversation, add_generation_prompt=True)
 
 
-def _stop_token_ids(model, tokenizer) -> set[int]:
-    eos = model.generation_config.eos_token_id
+def stop_token_ids(tokenizer, generation_config) -> set[int]:
+    """End-of-turn tokens: the tokenizer's eos and the model's generation-config eos (one id or a list)."""
+    eos = generation_config.eos_token_id if generation_config is not None else None
     return {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
 
 

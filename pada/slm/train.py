@@ -35,6 +35,10 @@ from pada.slm.config import ALL_LINEAR, LoRAConfig
 
 IGNORE_INDEX = -100  # label value the loss skips
 SUMMARY_FILE = "training_summary.json"
+# Llama 3 chat templates write "Today Date: <date_string>" into the system turn, from the clock unless the caller
+# passes one: training and evaluation prompts would then differ across days and across a resumed run. Every
+# prompt goes through `render`, which passes this fixed date (the date Llama 3.1's own template falls back to).
+CHAT_TEMPLATE_DATE = "26 Jul 2024"
 
 ProgressFn = Callable[[int, int], None]  # (optimiser steps done, total steps)
 
@@ -57,8 +61,12 @@ class TrainResult:
 # ---------------------------------------------------------------- data
 
 def render(tokenizer, messages: Sequence[Message], add_generation_prompt: bool = False) -> list[int]:
-    """Token ids of `messages` through the tokenizer's chat template (the template writes the special tokens)."""
-    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+    """Token ids of `messages` through the tokenizer's chat template (the template writes the special tokens).
+
+    The one place prompts are rendered, for training, in-process generation and the vLLM backend alike.
+    """
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         date_string=CHAT_TEMPLATE_DATE)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -134,7 +142,9 @@ def finetune(base_model: str | Path | None, conversations: Sequence[Sequence[Mes
         started = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - started
-    model.save_pretrained(out_dir)
+    writer = trainer.is_world_process_zero()  # under torchrun/accelerate only rank 0 writes the adapter and summary
+    if writer:
+        model.save_pretrained(out_dir)
 
     state = trainer.state
     losses = [{"step": entry["step"], "epoch": entry.get("epoch", 0.0), "loss": entry["loss"]}
@@ -145,7 +155,8 @@ def finetune(base_model: str | Path | None, conversations: Sequence[Sequence[Mes
                          tokens_per_second=tokens_seen / max(train_seconds, 1e-9))
     result.summary = _summary(result, config, base_model, model_path, device, dtype, state.global_step,
                               int(tokens_seen))
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2))
+    if writer:
+        (out_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2))
     return result
 
 
@@ -193,9 +204,7 @@ def _lora_model(model_path: str, config: LoRAConfig, dtype):
 
 
 def _training_arguments(config: LoRAConfig, device: str, output_dir: str):
-    from transformers import TrainingArguments
-
-    return TrainingArguments(
+    return _one_device_arguments_class()(
         output_dir=output_dir,
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
@@ -215,7 +224,33 @@ def _training_arguments(config: LoRAConfig, device: str, output_dir: str):
         remove_unused_columns=False,
         dataloader_pin_memory=device != "cpu",
         disable_tqdm=False,
+        # non-reentrant checkpointing works with frozen (LoRA) base weights; transformers turns on the input
+        # embeddings' requires_grad so gradients reach the adapters through checkpointed frozen layers
+        activation_checkpointing=config.activation_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.activation_checkpointing else None,
     )
+
+
+def _one_device_arguments_class():
+    """TrainingArguments that train on one device: the one the run was given.
+
+    Outside torchrun/accelerate, transformers sets n_gpu = torch.cuda.device_count() and the Trainer then wraps the
+    model in nn.DataParallel: the global batch becomes batch_size x N and evaluation stays on cuda:0. A run uses
+    one device (cuda = the current CUDA device); several GPUs mean one launch per GPU, or torchrun, where
+    transformers already sets n_gpu = 1 per process.
+    """
+    from functools import cached_property
+
+    from transformers import TrainingArguments
+
+    class OneDeviceArguments(TrainingArguments):
+        @cached_property
+        def _setup_devices(self):
+            device = TrainingArguments._setup_devices.func(self)
+            self._n_gpu = min(self._n_gpu, 1)
+            return device
+
+    return OneDeviceArguments
 
 
 def _progress_callback(on_progress: ProgressFn):
