@@ -57,6 +57,33 @@ def signature(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+class _StoreBatchLedger:
+    """The run store as the LLM clients' batch ledger (`pada.llm.batch.BatchLedger`): batches are kept per
+    iteration, so a restarted run polls the batch its stage created instead of paying for another."""
+
+    def __init__(self, pipeline: Pipeline):
+        self._pipeline = pipeline
+
+    def find(self, stage: str, content_hash: str):
+        from pada.llm.batch import BatchRecord
+
+        row = self._pipeline.store.llm_batch(self._pipeline.iteration, stage, content_hash)
+        if row is None:
+            return None
+        return BatchRecord(stage=row["stage"], content_hash=row["content_hash"], provider=row["provider"],
+                           batch_id=row["batch_id"], input_file_id=row["input_file_id"], status=row["status"],
+                           n_requests=row["n_requests"])
+
+    def record(self, record) -> None:
+        self._pipeline.store.record_llm_batch(
+            self._pipeline.iteration, record.stage, record.content_hash, provider=record.provider,
+            batch_id=record.batch_id, input_file_id=record.input_file_id, n_requests=record.n_requests,
+            status=record.status)
+
+    def set_status(self, stage: str, content_hash: str, status: str) -> None:
+        self._pipeline.store.set_llm_batch_status(self._pipeline.iteration, stage, content_hash, status)
+
+
 class Pipeline:
     """Runs (or resumes) one stored run. Build it with `Pipeline(store)`; call `run()`."""
 
@@ -96,7 +123,7 @@ class Pipeline:
             settings = getattr(self.config, role)
             settings = replace(settings, cache_dir=self.store.llm_cache_dir())
             self._local_server(settings)
-            self._llms[role] = LLMClient(settings, on_call=self._record_call)
+            self._llms[role] = LLMClient(settings, on_call=self._record_call, batch_ledger=_StoreBatchLedger(self))
         return self._llms[role]
 
     def _local_server(self, settings) -> None:

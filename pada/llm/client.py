@@ -22,6 +22,8 @@ What the client adds on top of `litellm.completion`:
 - bounded concurrency (`complete_json_many`, and a semaphore shared by all
   threads using one client);
 - an on-disk reply cache (`pada.llm.cache`) keyed by the full request;
+- provider batches (`batch: true`, `pada.llm.batch`): a many-request call's uncached requests go
+  out as one batch whose replies then take the path above (validation, re-asks, cache);
 - accounting: one `pada.records.LLMCall` per request (tokens summed over
   attempts, cost from litellm's local cost map, latency, stage), kept in
   `client.calls` and passed to `on_call`.
@@ -52,6 +54,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from pada.errors import PadaError
+from pada.llm.batch import BATCH_PROVIDERS, BatchLedger, BatchRunner, BatchSettings, batch_model, request_set_hash
 from pada.llm.cache import ReplyCache, request_key
 from pada.llm.jsonparse import ReplyError, parse_and_validate
 from pada.records import LLMCall, Message
@@ -81,6 +84,10 @@ _REGISTERED: dict[str, bool] = {}
 _REGISTERED_LOCK = threading.Lock()
 
 _RETRY_AFTER_CAP_S = 120.0  # a server asking for longer than this is treated as asking for this
+
+# What a direct call passes to litellm besides the request itself; left out of a batch line's body.
+_TRANSPORT_PARAMS = {"timeout", "num_retries", "max_retries", "api_base", "api_key", "metadata", "extra_headers",
+                     "headers"}
 
 
 class LLMConfigError(PadaError):
@@ -157,6 +164,18 @@ class LLMConfig:
     )
     backoff_base_s: float = field(default=1.0, metadata={"help": "first retry waits about this long, then doubles"})
     backoff_max_s: float = field(default=30.0, metadata={"help": "longest wait between retries"})
+    batch: bool = field(
+        default=False,
+        metadata={"help": "send each stage's many requests (generation, QC rounds, ...) as one provider batch "
+                          "(openai/, hosted_vllm/, bedrock/ models; pada/llm/batch.py); slower, usually cheaper"},
+    )
+    batch_poll_s: float = field(default=30.0, metadata={"help": "first wait between polls of a batch, then doubles"})
+    batch_poll_max_s: float = field(default=300.0, metadata={"help": "longest wait between polls of a batch"})
+    batch_timeout_s: float = field(
+        default=86_400.0,
+        metadata={"help": "stop waiting for a batch after this long (the stage fails; running again polls the "
+                          "same batch)"},
+    )
 
     def __post_init__(self) -> None:
         if not self.model or not isinstance(self.model, str):
@@ -170,6 +189,12 @@ class LLMConfig:
         for name in ("max_retries", "schema_retries", "backoff_base_s", "backoff_max_s"):
             if getattr(self, name) < 0:
                 raise LLMConfigError(f"LLM {name} must not be negative, got {getattr(self, name)}")
+        for name in ("batch_poll_s", "batch_poll_max_s", "batch_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise LLMConfigError(f"LLM {name} must be positive, got {getattr(self, name)}")
+        if self.batch and self.model.split("/", 1)[0] not in BATCH_PROVIDERS:
+            raise LLMConfigError(f"LLM batch: true needs a model whose provider has a batch API "
+                                 f"({', '.join(p + '/' for p in BATCH_PROVIDERS)}), got {self.model!r}")
         secret_params = sorted(k for k in self.extra_params if _looks_like_credential(k))
         if secret_params:
             raise LLMConfigError(
@@ -229,11 +254,17 @@ class _GaveUp(Exception):
 
 
 class LLMClient:
-    """Thread-safe client; share one per run (or per stage) so concurrency and accounting are global."""
+    """Thread-safe client; share one per run (or per stage) so concurrency and accounting are global.
 
-    def __init__(self, config: LLMConfig, on_call: Callable[[LLMCall], None] | None = None):
+    `batch_ledger` keeps the ids of provider batches (`config.batch`) across restarts; without one a
+    restarted process creates its batches again.
+    """
+
+    def __init__(self, config: LLMConfig, on_call: Callable[[LLMCall], None] | None = None,
+                 batch_ledger: BatchLedger | None = None):
         self.config = config
         self.on_call = on_call
+        self.batch_ledger = batch_ledger
         self._calls: list[LLMCall] = []
         self._calls_lock = threading.Lock()
         self._on_call_lock = threading.Lock()
@@ -284,12 +315,18 @@ class LLMClient:
         return self._complete(JSONRequest(messages, None, stage, temperature, max_tokens, cache_salt))
 
     def complete_json_many(self, requests: Sequence[JSONRequest]) -> list[StructuredResult[Any]]:
-        """Run requests `concurrency` at a time; results in input order; a failure never raises (ok False)."""
+        """Run requests `concurrency` at a time; results in input order; a failure never raises (ok False).
+
+        With `config.batch`, the uncached requests first go out as one provider batch and each reply
+        takes the normal path from there (validation, re-asks, cache); a request the batch did not
+        answer is sent directly. Raises `BatchPending` when the batch outlasts `batch_timeout_s`.
+        """
         if not requests:
             return []
+        replies = self._batch_replies(requests) if self.config.batch else {}
         workers = min(self.config.concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pada-llm") as pool:
-            return list(pool.map(self._complete_never_raising, requests))
+            return list(pool.map(lambda r: self._complete_never_raising(r, replies), requests))
 
     def usage_by_stage(self) -> dict[str, dict[str, float]]:
         """{stage: {calls, prompt_tokens, completion_tokens, cost_usd, cache_hits, failed}} over `calls`.
@@ -312,9 +349,10 @@ class LLMClient:
 
     # -- one logical request ---------------------------------------------------------------------
 
-    def _complete_never_raising(self, request: JSONRequest) -> StructuredResult[Any]:
+    def _complete_never_raising(self, request: JSONRequest,
+                                batch_replies: Mapping[str, Any] | None = None) -> StructuredResult[Any]:
         try:
-            return self._complete(request)
+            return self._complete(request, batch_replies)
         except Exception as exc:  # one bad request must not sink the batch; the error is recorded
             error = self._redact(f"{type(exc).__name__}: {exc}")
             log.warning("LLM request for stage %s failed: %s", request.stage, error)
@@ -323,9 +361,35 @@ class LLMClient:
             self._record(call)
             return StructuredResult(value=None, raw=None, error=error, call=call)
 
-    def _complete(self, request: JSONRequest) -> StructuredResult[Any]:
+    def _complete(self, request: JSONRequest, batch_replies: Mapping[str, Any] | None = None) -> StructuredResult[Any]:
+        """One logical request; `batch_replies` (cache key -> reply body) may already hold its first reply."""
         started = time.perf_counter()
         self._ensure_provider()
+        params, key = self._request(request)
+        cached = self._from_cache(key, request.schema)
+        if cached is not None:
+            value, text = cached
+            call = LLMCall(stage=request.stage, model=self.config.model, request_hash=key, cache_hit=True,
+                           attempts=0, latency_s=time.perf_counter() - started)
+            self._record(call)
+            return StructuredResult(value=value, raw=text, error=None, call=call)
+
+        tally = _Tally()
+        first = (batch_replies or {}).get(key)
+        value, raw, error = self._ask_until_valid(params, request.schema, tally, first)
+        if value is not None and self._cache is not None:
+            self._cache.put(key, raw, tally.usage())
+        call = LLMCall(
+            stage=request.stage, model=self.config.model, request_hash=key,
+            prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens, cost_usd=tally.cost_usd,
+            latency_s=time.perf_counter() - started, ok=value is not None, attempts=tally.attempts, error=error,
+        )  # fmt: skip
+        self._record(call)
+        return StructuredResult(value=value, raw=raw, error=error, call=call)
+
+    def _request(self, request: JSONRequest) -> tuple[dict[str, Any], str]:
+        """(litellm params, cache key) of a request: the one place a request is built, for direct calls and
+        batch lines alike."""
         prompt = with_schema_instruction(request.messages, request.schema)
         params = {
             "model": self.config.model,
@@ -340,38 +404,25 @@ class LLMClient:
             params["seed"] = seed_from(request.cache_salt)
         if self._provider in registered_providers():  # in-process: tell it the stage (never sent anywhere)
             params["metadata"] = {**(params.get("metadata") or {}), "stage": request.stage}
-
-        cached = self._from_cache(key, request.schema)
-        if cached is not None:
-            value, text = cached
-            call = LLMCall(stage=request.stage, model=self.config.model, request_hash=key, cache_hit=True,
-                           attempts=0, latency_s=time.perf_counter() - started)
-            self._record(call)
-            return StructuredResult(value=value, raw=text, error=None, call=call)
-
-        tally = _Tally()
-        value, raw, error = self._ask_until_valid(params, request.schema, tally)
-        if value is not None and self._cache is not None:
-            self._cache.put(key, raw, tally.usage())
-        call = LLMCall(
-            stage=request.stage, model=self.config.model, request_hash=key,
-            prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens, cost_usd=tally.cost_usd,
-            latency_s=time.perf_counter() - started, ok=value is not None, attempts=tally.attempts, error=error,
-        )  # fmt: skip
-        self._record(call)
-        return StructuredResult(value=value, raw=raw, error=error, call=call)
+        return params, key
 
     def _ask_until_valid(
-        self, params: dict[str, Any], schema: type[BaseModel] | None, tally: _Tally
+        self, params: dict[str, Any], schema: type[BaseModel] | None, tally: _Tally, first_reply: Any = None
     ) -> tuple[Any, str | None, str | None]:
-        """Send; on a reply that fails validation, show the model its error and ask again. → (value, raw, error)."""
+        """Send; on a reply that fails validation, show the model its error and ask again. → (value, raw, error).
+
+        `first_reply`: a chat-completion body already received (from a batch) that stands for the first send."""
         conversation = list(params["messages"])
         raw: str | None = None
         error: str | None = None
         rounds = 1 + (self.config.schema_retries if schema is not None else 0)
-        for _ in range(rounds):
+        for round_no in range(rounds):
             try:
-                raw = self._send({**params, "messages": conversation}, schema, tally)
+                if round_no == 0 and first_reply is not None:
+                    tally.attempts += 1
+                    raw = self._read_reply(tally, _litellm().ModelResponse(**first_reply))
+                else:
+                    raw = self._send({**params, "messages": conversation}, schema, tally)
             except _GaveUp as gave_up:
                 return None, raw, str(gave_up)
             if schema is None:
@@ -406,9 +457,46 @@ class LLMClient:
                 retries += 1
                 _sleep(self._backoff_s(retries, exc))
                 continue
-            self._add_usage(tally, response)
-            # Before anything keeps it (cache, records, the caller): a server may echo the credentials.
-            return self._redact(_reply_text(response))
+            return self._read_reply(tally, response)
+
+    def _read_reply(self, tally: _Tally, response: Any) -> str:
+        """A completion's text, its usage and cost added to `tally`."""
+        self._add_usage(tally, response)
+        # Before anything keeps it (cache, records, the caller): a server may echo the credentials.
+        return self._redact(_reply_text(response))
+
+    # -- provider batches ------------------------------------------------------------------------
+
+    def _batch_replies(self, requests: Sequence[JSONRequest]) -> dict[str, Any]:
+        """Cache key -> reply body for the uncached requests, from one provider batch ({} when all are cached).
+
+        The ledger key is the hash of ALL the call's request keys, cached ones too: a run killed after
+        part of a finished batch reached the cache finds the same batch again instead of paying twice."""
+        self._ensure_provider()
+        built = [(request, *self._request(request)) for request in requests]
+        bodies = {key: self._batch_body(params, request.schema) for request, params, key in built
+                  if self._from_cache(key, request.schema) is None}
+        if not bodies:
+            return {}
+        stage = "+".join(sorted({request.stage for request in requests}))
+        content_hash = request_set_hash([key for _, _, key in built])
+        return self._batch_runner().replies(stage, content_hash, bodies)
+
+    def _batch_body(self, params: dict[str, Any], schema: type[BaseModel] | None) -> dict[str, Any]:
+        """The chat-completions body a direct call of `params` sends, for a batch input line."""
+        kwargs = self._litellm_kwargs(params, schema)
+        body = {name: value for name, value in kwargs.items() if name not in _TRANSPORT_PARAMS}
+        body.update(body.pop("extra_body", None) or {})
+        body["model"] = batch_model(self.config.model)
+        return body
+
+    def _batch_runner(self) -> BatchRunner:
+        kwargs = self._litellm_kwargs({}, None)
+        transport = {name: kwargs[name] for name in ("api_base", "api_key", "extra_headers") if name in kwargs}
+        settings = BatchSettings(self.config.batch_poll_s, self.config.batch_poll_max_s, self.config.batch_timeout_s)
+        return BatchRunner(self.config.model, {**transport, "timeout": self.config.timeout_s}, settings,
+                           self.batch_ledger, lambda exc: _is_retryable(exc, in_process=self._in_process()),
+                           _sleep, _litellm())
 
     def _litellm_kwargs(self, params: dict[str, Any], schema: type[BaseModel] | None) -> dict[str, Any]:
         kwargs = {**params, "timeout": self.config.timeout_s, "num_retries": 0, "max_retries": 0}

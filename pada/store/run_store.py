@@ -323,6 +323,26 @@ class RunStore:
         """Where the LLM client caches responses, so a resumed run does not pay for them twice."""
         return self.cache_dir("llm")
 
+    def copy_database(self, target: str | Path) -> Path:
+        """Write a consistent copy of this run's database to `target`, replacing it atomically.
+
+        SQLite's online backup, in one step: the copy is the database as of one commit, even while the run
+        writes. The copy is in rollback-journal mode, not WAL: it may be put on a network filesystem, where
+        WAL's shared memory does not work across machines. Nothing may have `target` open for writing."""
+        target = Path(target)
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
+        partial.unlink(missing_ok=True)
+        copy = sqlite3.connect(partial, isolation_level=None)
+        try:
+            self._conn().backup(copy)
+            copy.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            copy.close()
+        os.replace(partial, target)
+        for suffix in ("-wal", "-shm"):  # a WAL left beside the file it replaced must never be read into it
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        return target
+
     # -------------------------------------------------------- run state, config
 
     def config(self) -> dict[str, Any]:
@@ -1163,6 +1183,44 @@ class RunStore:
         names = [*group_by, "calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens",
                  "cost_usd", "latency_s"]
         return [dict(zip(names, row, strict=False)) for row in rows if row[len(group_by)]]  # no calls: no row
+
+    # ------------------------------------------------------- LLM provider batches
+
+    def record_llm_batch(self, iteration: int, stage: str, content_hash: str, *, provider: str, batch_id: str,
+                         input_file_id: str, n_requests: int, status: str) -> int:
+        """Remember a provider batch for a request set (`pada.llm.batch`) before anyone waits on it; returns its
+        round (1 + the stage's batches recorded before in this iteration)."""
+        now = _now()
+        with self._write() as conn:
+            row = conn.execute("SELECT round FROM llm_batches WHERE iteration = ? AND stage = ? AND content_hash = ?",
+                               (iteration, stage, content_hash)).fetchone()
+            batch_round = row[0] if row else conn.execute(
+                "SELECT COALESCE(MAX(round), 0) + 1 FROM llm_batches WHERE iteration = ? AND stage = ?",
+                (iteration, stage)).fetchone()[0]
+            conn.execute(
+                "INSERT OR REPLACE INTO llm_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (iteration, stage, batch_round, content_hash, provider, batch_id, input_file_id, n_requests, status,
+                 now, now),
+            )
+        return batch_round
+
+    def llm_batch(self, iteration: int, stage: str, content_hash: str) -> dict[str, Any] | None:
+        """The recorded batch for this request set ({stage, round, content_hash, provider, batch_id, input_file_id,
+        n_requests, status, created_at, updated_at}), or None. A run older than schema v5 has none."""
+        if not self._has_table("llm_batches"):
+            return None
+        names = ("stage", "round", "content_hash", "provider", "batch_id", "input_file_id", "n_requests", "status",
+                 "created_at", "updated_at")
+        rows = self._query(f"SELECT {', '.join(names)} FROM llm_batches "
+                           "WHERE iteration = ? AND stage = ? AND content_hash = ?", (iteration, stage, content_hash))
+        return dict(zip(names, rows[0], strict=True)) if rows else None
+
+    def set_llm_batch_status(self, iteration: int, stage: str, content_hash: str, status: str) -> None:
+        """Note a recorded batch's latest status (as the provider reports it)."""
+        with self._write() as conn:
+            conn.execute("UPDATE llm_batches SET status = ?, updated_at = ? "
+                         "WHERE iteration = ? AND stage = ? AND content_hash = ?",
+                         (status, _now(), iteration, stage, content_hash))
 
 
 def _vector_blob(vector: Sequence[float] | None) -> bytes | None:

@@ -262,6 +262,30 @@ def _v4_taxa_and_vectors(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v5_llm_batches(conn: sqlite3.Connection) -> None:
+    """Provider batches of LLM requests (`llm.batch`, pada/llm/batch.py), so a restarted run polls the batch
+    it already paid for instead of creating another. Runs made before v5 used no batches."""
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE llm_batches (
+            iteration INTEGER NOT NULL,
+            stage TEXT NOT NULL,           -- the requests' stage(s), '+'-joined when one call mixes several
+            round INTEGER NOT NULL,        -- 1, 2, ...: the stage's batches of this iteration in creation order
+            content_hash TEXT NOT NULL,    -- sha256 of the call's request keys (pada.llm.batch.request_set_hash)
+            provider TEXT NOT NULL,
+            batch_id TEXT NOT NULL,
+            input_file_id TEXT NOT NULL,
+            n_requests INTEGER NOT NULL,
+            status TEXT NOT NULL,          -- the provider's: validating | in_progress | completed | failed | ...
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (iteration, stage, content_hash)
+        );
+        """
+    )
+
+
 def _execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several DDL statements inside the caller's transaction.
 
@@ -285,6 +309,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v2_dashboard_indexes,
     _v3_canaries,
     _v4_taxa_and_vectors,
+    _v5_llm_batches,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
