@@ -82,6 +82,28 @@ def test_pairs_below_the_threshold_stay_unmatched():
     assert taxon.taxon_id == 0 and taxon.similarity == 0.0
 
 
+def test_a_pattern_back_under_its_name_keeps_its_taxon_whatever_the_cosine():
+    # Each full text on its own axis: the two "Contextual understanding" descriptions are orthogonal (cosine 0).
+    texts = ["Contextual Understanding: misses the paragraph's subject", "Dates: picks the wrong year",
+             "contextual  understanding: answers from outside the passage", "Dates: confuses two years"]
+    embed = lambda batch: np.eye(8)[[texts.index(text) for text in batch]]
+    earlier = [Taxon(1, 0, 0, None, "Contextual Understanding"), Taxon(1, 1, 1, None, "Dates")]
+    earlier_patterns = {(1, 0): pattern(0, "Contextual Understanding", "misses the paragraph's subject"),
+                        (1, 1): pattern(1, "Dates", "picks the wrong year")}
+    taxa = assign_taxa(2, [pattern(0, "contextual  understanding", "answers from outside the passage"),
+                           pattern(1, "Dates", "confuses two years")], earlier, earlier_patterns, embed)
+    assert [(t.taxon_id, t.similarity, t.display_name) for t in taxa] == [
+        (0, 0.0, "Contextual Understanding"), (1, 0.0, "Dates")]  # the real cosine is what is stored
+
+
+def test_a_same_name_pair_goes_before_a_more_similar_pair():
+    similarity = np.array([[0.2, 0.9], [0.1, 0.8]])
+    alike = np.array([[False, True], [False, False]])
+    assert one_to_one(similarity, threshold=0.6, named_alike=alike) == {0: 1}  # row 1's 0.8 needs column 1 too
+    assert one_to_one(similarity, threshold=0.6, named_alike=np.array([[True, False], [False, False]])) == \
+        {0: 0, 1: 1}
+
+
 def test_centroids_are_averaged_with_the_text_similarity():
     vectors = [(1, "a", 0, np.array([1.0, 0.0])), (1, "b", 0, np.array([0.0, 1.0])),
                (2, "c", 0, np.array([1.0, 0.0]))]
@@ -179,7 +201,7 @@ def v3_store(tmp_path: Path) -> Path:
 
 def test_a_v3_store_migrates_to_v4_keeping_its_points(tmp_path):
     store = RunStore.open(v3_store(tmp_path))
-    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 4
     assert store.cluster_points(1)[0].failure_id == "v1" and store.patterns(1)[0].category_name == "Units"
     assert store.cluster_vectors() == [] and store.taxa() == []  # made before v4: none stored
     store.save_taxa(1, [Taxon(1, 0, 0, None, "Units")])

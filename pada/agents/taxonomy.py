@@ -8,9 +8,12 @@ and each iteration's pattern keeps its own name.
 Matching: the patterns of iteration i against every taxon known before i, each represented by its latest
 pattern. Similarity is the cosine of the embedded pattern texts (`category_name: error_pattern`, with the
 embedder the clustering used), averaged with the cosine of the two clusters' centroids (mean analysis
-embedding) where both are stored. The assignment is one-to-one and maximises the total similarity
-(`scipy.optimize.linear_sum_assignment`); a pair below the threshold stays unmatched and its pattern becomes
-a new taxon. A taxon no pattern of iteration i matched has no failures there (the dashboard shows 0); being
+embedding) where both are stored. A pattern that comes back under the same name (case and spacing aside)
+always matches its taxon: the naming LLM saw both clusters and called them the same, whatever their
+descriptions' cosine (a quickstart's "Contextual Understanding" scored 0.51 against its own earlier self).
+The assignment is one-to-one and maximises the total similarity, same names first
+(`scipy.optimize.linear_sum_assignment`); any other pair below the threshold stays unmatched and its
+pattern becomes a new taxon. A taxon no pattern of iteration i matched has no failures there (the dashboard shows 0); being
 kept as a candidate, it can be matched again when its pattern comes back.
 
 Cost: no LLM calls; one embedding pass over a few dozen pattern texts.
@@ -66,15 +69,28 @@ def similarity_matrix(new_texts: np.ndarray, old_texts: np.ndarray,
     return similarity
 
 
-def one_to_one(similarity: np.ndarray, threshold: float) -> dict[int, int]:
+def same_name(new_names: list[str], old_names: list[str]) -> np.ndarray:
+    """Boolean matrix: the new pattern (row) has the known taxon's (column) latest name, case and spacing aside."""
+    import numpy as np
+
+    def key(name: str) -> str:
+        return " ".join(name.casefold().split())
+    return np.array([[key(new) == key(old) for old in old_names] for new in new_names], dtype=bool).reshape(
+        len(new_names), len(old_names))
+
+
+def one_to_one(similarity: np.ndarray, threshold: float, named_alike: np.ndarray | None = None) -> dict[int, int]:
     """Row -> column pairs of the assignment with the largest total similarity, each row and column used at
-    most once; pairs below `threshold` are dropped (their rows stay unmatched)."""
+    most once; pairs below `threshold` are dropped (their rows stay unmatched) unless `named_alike` marks them
+    (those pairs also go first: a same-name pair outweighs any similarity, which is at most 1)."""
     if similarity.size == 0:
         return {}
+    import numpy as np
     from scipy.optimize import linear_sum_assignment
 
-    rows, columns = linear_sum_assignment(similarity, maximize=True)
-    return {int(r): int(c) for r, c in zip(rows, columns) if similarity[r, c] >= threshold}
+    alike = named_alike if named_alike is not None else np.zeros(similarity.shape, dtype=bool)
+    rows, columns = linear_sum_assignment(similarity + 2.0 * alike, maximize=True)
+    return {int(r): int(c) for r, c in zip(rows, columns) if similarity[r, c] >= threshold or alike[r, c]}
 
 
 def latest_taxa(earlier: Iterable[Taxon]) -> list[Taxon]:
@@ -107,7 +123,9 @@ def assign_taxa(iteration: int, patterns: list[Pattern], earlier: list[Taxon],
             texts[:len(patterns)], texts[len(patterns):],
             [centroid_of.get((iteration, p.cluster_id)) for p in patterns],
             [centroid_of.get((t.iteration, t.cluster_id)) for t in known])
-        matched = one_to_one(similarity, threshold)
+        alike = same_name([p.category_name for p in patterns],
+                          [earlier_patterns[(t.iteration, t.cluster_id)].category_name for t in known])
+        matched = one_to_one(similarity, threshold, alike)
     next_id = max((t.taxon_id for t in earlier), default=-1) + 1
     taxa = []
     for row, pattern in enumerate(patterns):
