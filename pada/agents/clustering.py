@@ -37,7 +37,9 @@ class ClusteringConfig:
     embedder: str = field(
         default="minilm",
         metadata={"help": "'minilm' (bundled all-MiniLM-L6-v2, small and fast), 'mpnet' (bundled "
-                  "all-mpnet-base-v2, the paper's choice) or a local path / hub id."},
+                  "all-mpnet-base-v2, the paper's choice; opt-in: scripts/install.sh --mpnet) or a local "
+                  "path / hub id (sentence-transformers/all-mpnet-base-v2 uses the bundle when installed, "
+                  "else the hub)."},
     )
     k_min: int = field(default=2, metadata={"help": "Smallest K tried (paper: 2)."})
     k_max: int = field(default=10, metadata={"help": "Largest K tried, capped at n - 1 (paper: 10)."})
@@ -86,14 +88,27 @@ class ClusteringConfig:
 # Embedding
 
 
-def resolve_embedder(name: str) -> str:
-    """Map 'minilm' / 'mpnet' (and the bundled models' hub ids) to local folders; else a path or hub id."""
+def _bundled_name(name: str) -> str:
+    """'minilm' / 'mpnet' -> the bundled alias they stand for; any other name unchanged."""
     from pada import bundled
 
-    short = {"minilm": bundled.minilm_path, "mpnet": bundled.mpnet_path}
-    if name.strip().lower() in short:
-        return str(short[name.strip().lower()]())
-    return bundled.resolve_embedder(name)
+    return {"minilm": bundled.MINILM, "mpnet": bundled.MPNET}.get(name.strip().lower(), name)
+
+
+def resolve_embedder(name: str) -> str:
+    """Map 'minilm' / 'mpnet' to the bundled folders; the bundled models' hub ids to them when installed
+    (else the hub id stays, for the hub); anything else is a path or hub id."""
+    from pada import bundled
+
+    return bundled.resolve_embedder(_bundled_name(name))
+
+
+def check_embedder(name: str) -> None:
+    """Before a run: raise BundledModelError (one line, with the install command) when `name` needs a bundled
+    embedder that is not installed. Paths and hub ids are not checked (they load at the cluster stage)."""
+    from pada import bundled
+
+    bundled.check_embedder(_bundled_name(name))
 
 
 @functools.lru_cache(maxsize=2)
