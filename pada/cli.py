@@ -20,7 +20,7 @@ import sys
 
 from pada.errors import PadaError, one_line
 
-COMMANDS = ["tasks", "score", "finetune", "eval", "run", "resume", "status", "runs", "compare", "export"]
+COMMANDS = ["tasks", "score", "finetune", "eval", "run", "resume", "status", "runs", "compare", "sweep", "export"]
 USAGE_ERROR = 2  # bad flags, bad input files, bad configs
 INTERNAL_ERROR = 1  # an exception nobody anticipated: a bug, reported with a saved traceback
 

@@ -81,35 +81,87 @@ def seed_list(config: RunConfig, n_seeds: int) -> list[int]:
     return [config.seed + k for k in range(n_seeds)]
 
 
-def compare_runs(config: RunConfig, methods: list[str], runs_root=None, reuse: bool = True,
-                 ablations: bool = False, seeds: int = 1) -> list[ComparisonRow]:
-    """Run `config` once per variant and seed (same budget) and collect the test metric per iteration.
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a comparison: a variant at a seed, with the config it runs."""
 
-    Seed-major: every variant at the first seed, then every variant at the next, so an interrupted
-    compare already has complete tables for its first seeds. With `reuse`, a run whose exact config
-    (method, ablations and seed included) already exists under `runs_root` is not run again: a completed
-    run is read as it is, a stopped or killed one is resumed (so an interrupted compare, or a `pada run`
-    of the same config, is picked up instead of paid for twice).
-    """
-    from pada.pipeline import Pipeline, start_run
+    variant: Variant
+    seed: int
+    config: RunConfig
+    tag: str = ""  # what else tells it apart in progress lines (a sweep's task and size)
 
-    rows: list[ComparisonRow] = []
-    for seed in seed_list(config, seeds):
-        for variant in variants(methods, ablations):
-            run_config = variant_config(config, variant, seed)
-            name = f"[{variant.label} seed {seed}]"
-            store = reusable_run(run_config, runs_root) if reuse else None
+    @property
+    def name(self) -> str:
+        return f"[{self.tag + ' ' if self.tag else ''}{self.variant.label} seed {self.seed}]"
+
+
+def plan_runs(config: RunConfig, methods: list[str], ablations: bool = False, seeds: int | list[int] = 1,
+              tag: str = "") -> list[PlannedRun]:
+    """The runs of one comparison, seed-major: every variant at the first seed, then every variant at the
+    next, so an interrupted compare already has complete tables for its first seeds. `seeds`: a count
+    (`config.seed`, `config.seed + 1`, ...) or the seeds themselves."""
+    seed_values = seed_list(config, seeds) if isinstance(seeds, int) else list(seeds)
+    return [PlannedRun(variant, seed, variant_config(config, variant, seed), tag)
+            for seed in seed_values for variant in variants(methods, ablations)]
+
+
+@dataclass
+class RunResult:
+    """What became of a planned run: its run and table rows, or why it failed."""
+
+    planned: PlannedRun
+    run_id: str
+    rows: list[ComparisonRow]
+    error: str | None = None
+
+
+def execute_plan(plan: list[PlannedRun], runs_root=None, reuse: bool = True, executor=None) -> list[RunResult]:
+    """Run every planned run through `executor` (default: one after another in this process) and read
+    each one's rows.
+
+    Which run directory a planned run uses is decided here, on the driver: with `reuse`, a run whose exact
+    config (method, ablations and seed included) already exists under `runs_root` is not run again: a
+    completed run is read as it is, a stopped or killed one is resumed (so an interrupted compare, or a
+    `pada run` of the same config, is picked up instead of paid for twice); else a new run is created. A
+    run that failed keeps its error and no rows; the others' rows are all there."""
+    from pada.executors import LocalExecutor, RunJob
+    from pada.pipeline import start_run
+
+    executor = executor or LocalExecutor()
+    run_dirs: dict[int, str] = {}
+
+    def jobs():  # a generator: the local executor runs each job before the next run is looked up
+        for index, planned in enumerate(plan):
+            store = reusable_run(planned.config, runs_root) if reuse else None
             if store is None:
-                store = start_run(run_config, runs_root=runs_root)
-                print(f"{name} run {store.run_id}", flush=True)
+                store = start_run(planned.config, runs_root=runs_root)
+                print(f"{planned.name} run {store.run_id}", flush=True)
             else:
-                print(f"{name} reusing run {store.run_id} ({store.state().status})", flush=True)
-            if store.state().status != "completed":
-                pipeline = Pipeline(store, run_config)
-                pipeline.approve_pending_review()
-                pipeline.run()
-            rows += rows_for_run(store, variant.label, seed)
-    return rows
+                print(f"{planned.name} reusing run {store.run_id} ({store.state().status})", flush=True)
+            run_dirs[index] = str(store.path)
+            status = store.state().status
+            store.close()
+            if status != "completed":
+                yield RunJob(planned.name, str(store.path), planned.config)
+
+    errors = {outcome.job.run_dir: outcome.error for outcome in executor.run(jobs()) if outcome.error}
+    results = []
+    for index, planned in enumerate(plan):
+        run_dir = run_dirs[index]
+        rows = []
+        if run_dir not in errors:
+            with RunStore.open(run_dir, readonly=True) as store:
+                rows = rows_for_run(store, planned.variant.label, planned.seed)
+        results.append(RunResult(planned, Path(run_dir).name, rows, errors.get(run_dir)))
+    return results
+
+
+def compare_runs(config: RunConfig, methods: list[str], runs_root=None, reuse: bool = True,
+                 ablations: bool = False, seeds: int = 1, executor=None) -> list[ComparisonRow]:
+    """Run `config` once per variant and seed (same budget; `plan_runs`, `execute_plan`) and collect the
+    test metric per iteration of every run that did not fail."""
+    results = execute_plan(plan_runs(config, methods, ablations, seeds), runs_root, reuse, executor)
+    return [row for result in results for row in result.rows]
 
 
 def _canonical(config: dict) -> str:
@@ -118,7 +170,8 @@ def _canonical(config: dict) -> str:
 
 def reusable_run(config: RunConfig, runs_root=None) -> RunStore | None:
     """The newest run with exactly `config`: a completed one first, else one that can be resumed
-    (stopped, failed, killed, awaiting review); None when there is none or it is running now."""
+    (stopped, failed, killed, awaiting review); None when there is none or it is running now (its runner lock
+    is held, also by a Ray task running it on another node). Opened read-only: an executor opens it to run it."""
     from pada.runs import effective_status
     from pada.store import list_runs
 
@@ -126,7 +179,7 @@ def reusable_run(config: RunConfig, runs_root=None) -> RunStore | None:
     same = [run for run in list_runs(runs_root) if run.config and _canonical(run.config) == wanted]
     for run in sorted(same, key=lambda run: run.status != "completed"):  # stable: newest first within each
         if effective_status(run.status, run.pid, run.path) != "running":  # the run lock, not the pid alone
-            return RunStore.open(run.path)
+            return RunStore.open(run.path, readonly=True)
     return None
 
 
@@ -300,6 +353,17 @@ def write_comparison(rows: list[ComparisonRow], out_dir: str | Path,
     md_path = out / "comparison.md"
     md_path.write_text(markdown_table(rows, summaries), encoding="utf-8")
     return md_path, csv_path
+
+
+def write_results(results: list[RunResult], out_dir: str | Path,
+                  runs_root=None) -> tuple[Path | None, Path | None, list[MethodSummary]]:
+    """`write_comparison` of the runs that did not fail, with the paired intervals: the Markdown and CSV paths
+    and the summaries; (None, None, []) when every run failed (nothing is written then)."""
+    rows = [row for result in results for row in result.rows]
+    if not rows:
+        return None, None, []
+    summaries = summarise(rows, selected_item_scores(rows, runs_root))
+    return (*write_comparison(rows, out_dir, summaries), summaries)
 
 
 def _points(value: float | None, signed: bool = False) -> str:
