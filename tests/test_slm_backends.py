@@ -216,3 +216,42 @@ def test_activation_checkpointing_gives_the_same_losses(tiny_slm_dir, tmp_path, 
     assert summary["config"]["activation_checkpointing"] is True
     assert len(plain) == len(checkpointed) == 4
     assert checkpointed == pytest.approx(plain, rel=1e-4)
+
+
+# ---------------------------------------------------------------- wiring
+
+def test_a_vanilla_run_evaluated_through_vllm_stores_what_the_hf_backend_would(tiny_slm_dir, tmp_path, standin):
+    from conftest import tiny_run_config
+    from pada.config import from_dict
+    from pada.pipeline import Pipeline, start_run
+
+    slm = {"backend": "vllm", "api_base": standin.api_base, "eval_batch_size": 4}
+    config = from_dict(tiny_run_config(tiny_slm_dir, method="vanilla", iterations=1, slm=slm))
+    store = start_run(config, runs_root=tmp_path, run_id="via-vllm")
+    pipeline = Pipeline(store, config)
+    assert pipeline.run() == "completed"
+    assert standin.adapters == {}  # unloaded after the evaluation
+    loads = [body for path, body in standin.requests if path == "/v1/load_lora_adapter"]
+    assert [body["lora_path"] for body in loads] == [str(store.adapter_dir(1).resolve())]
+
+    with HFBackend(str(tiny_slm_dir), store.adapter_dir(1), device="cpu") as hf:
+        for split in ("validation", "test"):
+            examples = {e.id: e for e in getattr(pipeline.splits, split)}
+            stored = store.predictions(1, split)
+            assert stored and sorted(p.id for p in stored) == sorted(examples)
+            expected = hf.replies([examples[p.id].messages(with_answer=False) for p in stored],
+                                  pipeline.task.max_new_tokens)
+            assert [p.prediction for p in stored] == expected
+    store.close()
+
+
+def test_pada_eval_through_vllm(tiny_slm_dir, adapter, standin, capsys):
+    from pada.cli import main
+
+    argv = ["eval", "--task", "arc_challenge", "--limit", "3", "--model", str(tiny_slm_dir), "--adapter", str(adapter),
+            "--backend", "vllm"]
+    assert main(argv) == 2
+    assert "--api-base" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert main([*argv, "--api-base", standin.api_base]) == 0
+    assert "validation: accuracy" in capsys.readouterr().out
+    assert sum(path == "/v1/completions" for path, _ in standin.requests) == 3 and standin.adapters == {}
