@@ -198,3 +198,43 @@ def _keys(pipeline: Pipeline, requests: list[JSONRequest]) -> list[str]:
     """The cache keys the judge's client gives `requests` (what the batch's ledger key is made of)."""
     client = pipeline.llm("judge")
     return [client._request(request)[1] for request in requests]
+
+
+def scripted_answer(body: dict) -> str:
+    """The pipeline's agents' canned replies (doubles/pada_script.py), chosen by the schema the body names."""
+    from doubles.pada_script import pada_script
+
+    if "response_format" not in body:  # the pipeline's plain-text "does the model answer" call
+        return "OK"
+    schema = body["response_format"]["json_schema"]
+    return pada_script()[schema["name"]](body["messages"], schema.get("schema"))
+
+
+def test_a_pipeline_run_with_batches_survives_a_restart_and_pays_each_round_once(tmp_path, tiny_slm_dir,
+                                                                                 monkeypatch):
+    from conftest import tiny_run_config
+
+    monkeypatch.setattr(client_module, "_sleep", lambda s: None)
+    with BatchStandIn(scripted_answer) as server:
+        batch = {"api_base": server.api_base, "batch": True, "batch_poll_s": 0.01, "batch_timeout_s": 0.05}
+        overrides = {"llm": {"model": "openai/standin-generator", **batch},
+                     "judge": {"model": "openai/standin-judge", **batch}}
+        config = from_dict(tiny_run_config(tiny_slm_dir, **overrides))
+        store = start_run(config, runs_root=tmp_path, run_id="batches")
+        server.hold = True  # the provider takes longer than this run waits: the run stops at its first batch
+        with pytest.raises(BatchPending):
+            Pipeline(store, config).run()
+        assert store.state().status == "failed" and server.batches_created == 1
+
+        server.hold = False
+        assert Pipeline(store, config).run() == "completed"
+        assert store.accepted_samples(1)
+        bodies = [server.files[b["input_file_id"]] for b in server.batches.values()]
+        assert len(set(bodies)) == len(bodies) == server.batches_created  # no request set was batched twice
+        staged = {json.loads(line)["body"]["model"] for body in bodies for line in body.decode().splitlines()}
+        assert staged == {"standin-generator", "standin-judge"}  # generation and QC rounds went as batches
+        assert server.chat_calls == 2  # only the two one-off "does the model answer" checks went directly
+        batched = {b["metadata"]["pada_stage"] for b in server.batches.values()}
+        assert {"error_analysis", "patterns", "strategies", "quality"} <= batched  # every many-request stage
+        assert any(stage.startswith("generation_") for stage in batched)
+    store.close()
