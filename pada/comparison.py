@@ -138,11 +138,11 @@ def execute_plan(plan: list[PlannedRun], runs_root=None, reuse: bool = True, exe
                 print(f"{planned.name} run {store.run_id}", flush=True)
             else:
                 print(f"{planned.name} reusing run {store.run_id} ({store.state().status})", flush=True)
-            run_dirs[index] = str(store.path)
+            run_dirs[index] = str(store.path.resolve())  # absolute: a Ray worker may start elsewhere
             status = store.state().status
             store.close()
             if status != "completed":
-                yield RunJob(planned.name, str(store.path), planned.config)
+                yield RunJob(planned.name, run_dirs[index], planned.config)
 
     errors = {outcome.job.run_dir: outcome.error for outcome in executor.run(jobs()) if outcome.error}
     results = []

@@ -186,7 +186,7 @@ class RayExecutor:
     def __init__(self, address: str | None = None, cpus_per_run: int | None = None,
                  node_runs_dir: str | None = None, retries: int = 1, snapshot_every_s: float = SNAPSHOT_EVERY_S):
         self.address, self.cpus_per_run, self.retries = address, cpus_per_run, retries
-        self.node_runs_dir = str(node_runs_dir) if node_runs_dir else None
+        self.node_runs_dir = os.path.abspath(node_runs_dir) if node_runs_dir else None
         self.snapshot_every_s = snapshot_every_s
 
     def resources(self, ray) -> dict[str, float]:
@@ -203,7 +203,7 @@ class RayExecutor:
         asked = ", ".join(f"{value:g} {key.removeprefix('num_')}" for key, value in resources.items())
         pending = {}
         for job in jobs:
-            pending[task.remote(job, self.node_runs_dir, self.snapshot_every_s)] = job
+            pending[task.remote(job, self.node_runs_dir, self.snapshot_every_s, os.getcwd())] = job
             print(f"{job.name} run {job.run_id} submitted to Ray ({asked})", flush=True)
         order = list(pending.values())
         outcomes: dict[str, RunOutcome] = {}
@@ -221,7 +221,9 @@ class RayExecutor:
         return [outcomes[job.run_dir] for job in order]
 
 
-def _ray_run_job(job: RunJob, node_runs_dir: str | None, snapshot_every_s: float) -> str:
+def _ray_run_job(job: RunJob, node_runs_dir: str | None, snapshot_every_s: float, driver_cwd: str) -> str:
+    if os.path.isdir(driver_cwd):  # relative paths in a run config mean what they mean on the driver
+        os.chdir(driver_cwd)
     return run_job(job, node_runs_dir, snapshot_every_s)
 
 
