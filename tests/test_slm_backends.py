@@ -255,3 +255,11 @@ def test_pada_eval_through_vllm(tiny_slm_dir, adapter, standin, capsys):
     assert main([*argv, "--api-base", standin.api_base]) == 0
     assert "validation: accuracy" in capsys.readouterr().out
     assert sum(path == "/v1/completions" for path, _ in standin.requests) == 3 and standin.adapters == {}
+
+
+def test_a_path_the_server_cannot_read_as_an_adapter_is_reported(tiny_slm_dir, adapter, standin, monkeypatch):
+    serve = standin.load_lora_adapter  # a server on another filesystem: no adapter at that path there
+    monkeypatch.setattr(standin, "load_lora_adapter",
+                        lambda body: serve({**body, "lora_path": body["lora_path"] + "-elsewhere"}))
+    with pytest.raises(PadaError, match=r"could not load adapter .*\(404\): .*No adapter found.*same path"):
+        VLLMBackend(standin.api_base, str(tiny_slm_dir), adapter)

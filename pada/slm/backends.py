@@ -196,8 +196,10 @@ class VLLMBackend(_Closing):
             rank = json.loads((adapter_dir / "adapter_config.json").read_text()).get("r")
             raise PadaError(f"vLLM at {self.api_base} refused the adapter (LoRA rank {rank}): {message}; "
                             f"start the server with --max-lora-rank {rank} (or more)")
+        where = "; the server reads the adapter at this path: share the runs directory with it at the same path" \
+            if "no adapter found" in message.lower() else ""
         raise PadaError(f"vLLM at {self.api_base} could not load adapter {adapter_dir} "
-                        f"({response.status_code}): {message}")
+                        f"({response.status_code}): {message}{where}")
 
     def _served_model(self) -> str:
         response = self._request("GET", "/models")

@@ -6,15 +6,17 @@ It implements the endpoints PaDA's vLLM backend uses, with the request and respo
 
     GET  /v1/models                 {"object": "list", "data": [{"id", "object": "model", "root", "parent"}...]}
     POST /v1/load_lora_adapter      {"lora_name", "lora_path"} -> 200 text "Success: LoRA adapter '...' added
-                                    successfully."; 400 when a field is missing, the name is taken, the path holds
-                                    no adapter, or its rank exceeds max_lora_rank
+                                    successfully."; 400 when a field is missing, the name is taken or the rank
+                                    exceeds max_lora_rank; 404 when the path holds no adapter
     POST /v1/unload_lora_adapter    {"lora_name"} -> 200 text; 404 for a name not loaded
     POST /v1/completions            {"model", "prompt" (a list of token ids, or a list of such lists), "max_tokens",
                                     "temperature", "stop_token_ids", "skip_special_tokens"} -> {"id", "object":
                                     "text_completion", "created", "model", "choices": [{"index", "text", "logprobs",
                                     "finish_reason", "stop_reason"}], "usage"}; 404 for an unknown model, 400 when
                                     prompt + max_tokens exceed max_model_len
-Errors are vLLM's ErrorResponse: {"error": {"message", "type", "param", "code"}}.
+Errors are vLLM's ErrorResponse: {"error": {"message", "type", "param", "code"}} (vLLM before ~0.10 sent the same
+fields flat; the backend reads both). Messages are vLLM's (vllm/entrypoints/openai/serving_models.py and the LoRA
+manager's rank check).
 
 Replies are real greedy outputs: the base model with the adapter merged (float32, in this process), decoded with
 transformers' own `model.generate(do_sample=False)`, not PaDA's generation code. It keeps a log of requests and
@@ -74,13 +76,13 @@ class VLLMStandIn:
     def load_lora_adapter(self, body: dict) -> tuple[int, dict | str]:
         name, path = body.get("lora_name"), body.get("lora_path")
         if not name or not path:
-            return _error(400, "Both 'lora_name' and 'lora_path' must be provided.")
+            return _error(400, "Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput")
         with self._lock:
             if name in self.adapters:
-                return _error(400, f"The lora adapter '{name}' has already been loaded.")
+                return _error(400, f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput")
         config_file = Path(path) / "adapter_config.json"
         if not config_file.is_file():
-            return _error(400, f"Loading lora {name} failed: No adapter found for {path}")
+            return _error(404, f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError")
         rank = json.loads(config_file.read_text())["r"]
         if rank > self.max_lora_rank:
             return _error(400, f"LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}.")
