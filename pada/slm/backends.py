@@ -5,7 +5,7 @@
 
 Both render prompts with `pada.slm.train.render` (the training chat template, with its pinned date), decode
 greedily and stop at the end-of-turn token, so they reply alike to the same adapter (tests/test_slm_backends.py
-checks it against a stand-in of vLLM's server; a real vLLM server is not tested here, see the README).
+checks it against an imitation of vLLM's server; a real vLLM server is not tested here, see the README).
 
 vLLM: the server must run the same base model with runtime LoRA loading on
     VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve MODEL --enable-lora --max-lora-rank 32
