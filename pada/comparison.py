@@ -139,10 +139,10 @@ def execute_plan(plan: list[PlannedRun], runs_root=None, reuse: bool = True, exe
             else:
                 print(f"{planned.name} reusing run {store.run_id} ({store.state().status})", flush=True)
             run_dirs[index] = str(store.path.resolve())  # absolute: a Ray worker may start elsewhere
-            status = store.state().status
+            state = store.state()
             store.close()
-            if status != "completed":
-                yield RunJob(planned.name, run_dirs[index], planned.config)
+            if state.status != "completed":
+                yield RunJob(planned.name, run_dirs[index], planned.config, state.updated_at)
 
     errors = {outcome.job.run_dir: outcome.error for outcome in executor.run(jobs()) if outcome.error}
     results = []

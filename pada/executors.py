@@ -43,6 +43,7 @@ class RunJob:
     name: str  # how progress lines call it, e.g. "[pada seed 0]"
     run_dir: str
     config: RunConfig
+    seen_updated_at: str = ""  # the run's `updated_at` when the job was made: a later stop is not undone
 
     @property
     def run_id(self) -> str:
@@ -65,17 +66,18 @@ def run_job(job: RunJob, node_runs_dir: str | None = None, snapshot_every_s: flo
     Without `node_runs_dir` it runs in place. With it, in `<node_runs_dir>/<run id>`, published back into
     `job.run_dir` as it goes and when it ends (see the module docstring)."""
     if node_runs_dir is None:
-        return _run_pipeline(RunStore.open(job.run_dir), job.config)
+        return _run_pipeline(RunStore.open(job.run_dir), job)
     shared = Path(job.run_dir)
     with runner_locks.hold(shared, job.run_id):  # the shared copy reads as running while this node runs it
         with RunStore.open(shared, readonly=True) as store:
-            if store.state().status == "completed":  # another attempt finished it meanwhile
-                return "completed"
+            finished = _finished(store, job)
+        if finished:
+            return finished
         local = _node_copy(shared, Path(node_runs_dir))
         store = RunStore.open(local)
         snapshots = _Snapshots(local, shared, snapshot_every_s)
         try:
-            status = _run_pipeline(store, job.config)
+            status = _run_pipeline(store, job)
         finally:
             snapshots.stop()
             store.close()
@@ -84,13 +86,24 @@ def run_job(job: RunJob, node_runs_dir: str | None = None, snapshot_every_s: flo
         return status
 
 
-def _run_pipeline(store: RunStore, config: RunConfig) -> str:
+def _finished(store: RunStore, job: RunJob) -> str | None:
+    """The status to report without running the run: `completed` (another attempt finished it), or
+    `stopped` when someone stopped it after the job was made (the dashboard's stop button ends the Ray
+    worker, and Ray's retry must not start the run again)."""
+    state = store.state()
+    if state.status == "completed" or (state.status == "stopped" and state.updated_at > job.seen_updated_at):
+        return state.status
+    return None
+
+
+def _run_pipeline(store: RunStore, job: RunJob) -> str:
     from pada.pipeline import Pipeline
 
     try:
-        if store.state().status == "completed":
-            return "completed"
-        pipeline = Pipeline(store, config)
+        finished = _finished(store, job)
+        if finished:
+            return finished
+        pipeline = Pipeline(store, job.config)
         pipeline.approve_pending_review()
         return pipeline.run()
     finally:

@@ -194,3 +194,21 @@ def test_compare_runs_with_an_executor_argument_defaults_to_local(tmp_path, tiny
     _copy_of(pipeline_run, root)
     rows = compare_runs(from_dict(tiny_run_config(tiny_slm_dir)), ["pada"], runs_root=root)
     assert [row.iteration for row in rows] == [1, 2] and len(list_runs(root)) == 1
+
+
+def test_a_run_stopped_after_its_job_was_made_stays_stopped_and_one_stopped_before_resumes(tmp_path, pipeline_run,
+                                                                                           tiny_slm_dir):
+    run_dir = _copy_of(pipeline_run, tmp_path / "runs")
+    config = from_dict(tiny_run_config(tiny_slm_dir))
+    with RunStore.open(run_dir) as store:
+        store.set_status("stopped")  # stopped before the compare saw it: the compare resumes it
+        job = RunJob("[pada seed 0]", str(run_dir), config, store.state().updated_at)
+    assert run_job(job) == "completed"  # every stage was done: resuming only finishes it
+
+    with RunStore.open(run_dir) as store:
+        job = RunJob("[pada seed 0]", str(run_dir), config, store.state().updated_at)
+        time.sleep(0.01)
+        store.set_status("stopped")  # the stop button, after the job was submitted: a Ray retry leaves it
+    assert run_job(job) == "stopped" and run_job(job, node_runs_dir=str(tmp_path / "node")) == "stopped"
+    with RunStore.open(run_dir, readonly=True) as store:
+        assert store.state().status == "stopped"
