@@ -129,6 +129,18 @@ def test_a_server_without_a_batch_api_gets_direct_calls(tmp_path):
         assert server.batches_created == 0 and server.chat_calls == 3
 
 
+def test_a_failed_batch_is_recorded_and_its_requests_sent_directly(run_store):
+    with BatchStandIn(labelled) as server:
+        server.fail_batches = True
+        pipeline = Pipeline(run_store(server.api_base))
+        pipeline.iteration = 1
+        results = pipeline.llm("judge").complete_json_many(judge_requests())
+        assert [r.value.label for r in results] == ["W0", "W1", "W2"]
+        assert (server.batches_created, server.chat_calls) == (1, 3)
+        content_hash = request_set_hash(_keys(pipeline, judge_requests()))
+        assert pipeline.store.llm_batch(1, "quality", content_hash)["status"] == "failed"
+
+
 def test_a_restarted_run_polls_the_recorded_batch_instead_of_paying_again(run_store, monkeypatch):
     monkeypatch.setattr(client_module, "_sleep", lambda s: None)
     with BatchStandIn(labelled) as server:

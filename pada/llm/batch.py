@@ -113,18 +113,19 @@ class BatchRunner:
     """Runs one request set as a provider batch: find or create it, wait for it, read its output.
 
     `transport`: api_base / api_key / extra_headers / timeout exactly as the client's direct calls send them.
-    `retryable(exc)`: whether a failed poll is worth repeating (the client's own rule).
+    `retryable(exc)`: whether a failed poll is worth repeating; `redact(text)`: masks credentials a server
+    echoed into an error before it is logged (both the client's own rules).
     """
 
     def __init__(self, model: str, transport: dict[str, Any], settings: BatchSettings,
                  ledger: BatchLedger | None, retryable: Callable[[Exception], bool],
-                 sleep: Callable[[float], None], litellm: Any):
+                 redact: Callable[[str], str], sleep: Callable[[float], None], litellm: Any):
         self.provider = BATCH_PROVIDERS[model.split("/", 1)[0]]
         self.model = model
         self.transport = {**transport, "custom_llm_provider": self.provider}
         if self.provider == "bedrock":  # litellm's Bedrock batch calls pick their config by model
             self.transport["model"] = model
-        self.settings, self.ledger, self.retryable = settings, ledger, retryable
+        self.settings, self.ledger, self.retryable, self.redact = settings, ledger, retryable, redact
         self._sleep, self._litellm = sleep, litellm
 
     def replies(self, stage: str, content_hash: str, bodies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -135,7 +136,7 @@ class BatchRunner:
                 record = self._create(stage, content_hash, bodies)
             except Exception as exc:  # e.g. a server without a batch API: the requests go the normal way
                 log.warning("could not start a %s batch for %s (%s); sending its %d requests one by one",
-                            self.provider, stage, exc, len(bodies))
+                            self.provider, stage, self.redact(str(exc)), len(bodies))
                 return {}
         else:
             log.info("%s: polling batch %s recorded earlier (%d requests)", stage, record.batch_id, record.n_requests)
@@ -169,7 +170,8 @@ class BatchRunner:
                 batch = self._litellm.retrieve_batch(batch_id=record.batch_id, **self.transport)
             except Exception as exc:
                 if not self.retryable(exc):
-                    log.warning("batch %s cannot be read (%s); sending its requests one by one", record.batch_id, exc)
+                    log.warning("batch %s cannot be read (%s); sending its requests one by one", record.batch_id,
+                                self.redact(str(exc)))
                     self._set_status(record, "unreadable")
                     return None
                 batch = None
@@ -179,7 +181,7 @@ class BatchRunner:
             if batch is not None and status in ENDED:
                 if status == "failed":
                     log.warning("batch %s failed (%s); sending its requests one by one", record.batch_id,
-                                getattr(batch, "errors", None))
+                                self.redact(str(getattr(batch, "errors", None))))
                 return batch
             if time.monotonic() + delay > deadline:
                 raise BatchPending(f"{record.stage}: batch {record.batch_id} is still {status} after "

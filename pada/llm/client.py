@@ -496,7 +496,7 @@ class LLMClient:
         settings = BatchSettings(self.config.batch_poll_s, self.config.batch_poll_max_s, self.config.batch_timeout_s)
         return BatchRunner(self.config.model, {**transport, "timeout": self.config.timeout_s}, settings,
                            self.batch_ledger, lambda exc: _is_retryable(exc, in_process=self._in_process()),
-                           _sleep, _litellm())
+                           self._redact, _sleep, _litellm())
 
     def _litellm_kwargs(self, params: dict[str, Any], schema: type[BaseModel] | None) -> dict[str, Any]:
         kwargs = {**params, "timeout": self.config.timeout_s, "num_retries": 0, "max_retries": 0}

@@ -40,6 +40,7 @@ class BatchStandIn:
         self.answer = answer
         self.hold = False
         self.batch_api = True  # False: /v1/files and /v1/batches answer 404, as on a server without them
+        self.fail_batches = False  # True: a batch ends as "failed" (as when the provider rejects its file)
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.batches_created = 0
@@ -95,7 +96,10 @@ class BatchStandIn:
             if batch is None:
                 return None
             if batch["status"] in ("validating", "in_progress"):
-                if self.hold:
+                if self.fail_batches:
+                    batch.update(status="failed", errors={"object": "list", "data": [
+                        {"code": "invalid_file", "message": "scripted failure", "line": None, "param": None}]})
+                elif self.hold:
                     batch["status"] = "in_progress"
                 else:
                     self._finish(batch)
