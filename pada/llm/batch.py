@@ -13,8 +13,8 @@ before any waiting, under the hash of the call's whole request set; a run killed
 runs finds the id again when it redoes the stage and only polls. Waiting longer than
 `batch_timeout_s` raises `BatchPending` (the batch stays recorded: run again to keep waiting).
 
-Verified only against the stand-in in tests/doubles/batch_standin.py, not against OpenAI, Bedrock
-or vLLM themselves.
+Verified only against a local test server speaking OpenAI's files and batches shapes (the project's
+tests), not against OpenAI, Bedrock or vLLM themselves.
 """
 
 from __future__ import annotations
