@@ -121,12 +121,16 @@ class VLLMBackend(_Closing):
         self.concurrency = max(1, concurrency)
         self.client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=self.concurrency))
         self.adapter_name: str | None = None
-        if adapter_dir is None:
-            self.model_name = self._served_model()
-        else:
-            self.model_name = adapter_name or _adapter_name(Path(adapter_dir))
-            self._load_adapter(Path(adapter_dir).resolve())
-            self.adapter_name = self.model_name
+        try:
+            if adapter_dir is None:
+                self.model_name = self._served_model()
+            else:
+                self.model_name = adapter_name or _adapter_name(Path(adapter_dir))
+                self._load_adapter(Path(adapter_dir).resolve())
+                self.adapter_name = self.model_name
+        except BaseException:  # nothing is loaded on the server; only the connections are left to close
+            self.client.close()
+            raise
 
     def replies(self, conversations, max_new_tokens, on_progress=None) -> list[str]:
         from pada.slm.generate import prompt_ids
