@@ -263,3 +263,15 @@ def test_a_path_the_server_cannot_read_as_an_adapter_is_reported(tiny_slm_dir, a
                         lambda body: serve({**body, "lora_path": body["lora_path"] + "-elsewhere"}))
     with pytest.raises(PadaError, match=r"could not load adapter .*\(404\): .*No adapter found.*same path"):
         VLLMBackend(standin.api_base, str(tiny_slm_dir), adapter)
+
+
+@pytest.mark.parametrize("text, expected", [("true", True), ("yes", True), ("false", False), ("0", False)])
+def test_finetune_flag_for_activation_checkpointing(text, expected):
+    import argparse
+
+    from pada.commands.finetune import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--task", "squad", "--train-size", "4", "--out", "x", "--activation-checkpointing", text])
+    assert config_from_args(args).activation_checkpointing is expected

@@ -56,7 +56,7 @@ class LoRAConfig:
     activation_checkpointing: bool = field(
         default=False,
         metadata={"help": "recompute activations in the backward pass: less memory for longer sequences or larger "
-                          "batches, ~30% more compute"})
+                          "batches, for one extra forward pass per step"})
     logging_steps: int = field(default=5, metadata={"help": "record (and print) the training loss every N steps"})
 
     def __post_init__(self) -> None:
