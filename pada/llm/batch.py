@@ -121,7 +121,6 @@ class BatchRunner:
                  ledger: BatchLedger | None, retryable: Callable[[Exception], bool],
                  redact: Callable[[str], str], sleep: Callable[[float], None], litellm: Any):
         self.provider = BATCH_PROVIDERS[model.split("/", 1)[0]]
-        self.model = model
         self.transport = {**transport, "custom_llm_provider": self.provider}
         if self.provider == "bedrock":  # litellm's Bedrock batch calls pick their config by model
             self.transport["model"] = model
