@@ -8,7 +8,10 @@ scripted stand-in: a Ray worker is another process, so each registers the stand-
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -79,24 +82,50 @@ def test_compare_on_ray_runs_both_methods_and_matches_the_local_run(tmp_path, ti
     assert printed.count("reusing run") == 2 and "submitted" not in printed
 
 
-def test_node_local_runs_are_published_into_the_shared_root_and_a_failed_run_keeps_the_others(
+def _kill_the_runner_after_evaluate(node: Path, killed: list) -> None:
+    """Test helper: SIGKILL the Ray worker running the PaDA run on `node` once its first evaluation is done."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for db in node.glob("*-pada*/run.db"):
+            try:
+                with RunStore.open(db.parent, readonly=True) as store:
+                    done = store.stage_done(1, "evaluate")
+            except Exception:  # noqa: BLE001 - the copy is still being made
+                done = False
+            runner = runner_locks.holder(db.parent)
+            if done and runner is not None and runner.pid:
+                os.kill(runner.pid, signal.SIGKILL)
+                killed.append(runner.pid)
+                return
+        time.sleep(0.05)
+
+
+def test_node_local_runs_survive_a_killed_worker_are_published_and_a_failed_run_keeps_the_others(
         tmp_path, tiny_slm_dir, ray_cluster, capsys):
     root, node = tmp_path / "shared", tmp_path / "node-disk"
-    good = from_dict(tiny_run_config(tiny_slm_dir, method="vanilla"))
+    good = from_dict(tiny_run_config(tiny_slm_dir))
     broken = from_dict(tiny_run_config(tmp_path / "no-such-model", method="vanilla"))
-    plan = plan_runs(good, ["vanilla"], tag="good") + plan_runs(broken, ["vanilla"], tag="broken")
-    executor = RayExecutor(node_runs_dir=str(node), cpus_per_run=1, retries=0)
+    plan = plan_runs(good, ["pada"], tag="good") + plan_runs(broken, ["vanilla"], tag="broken")
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_the_runner_after_evaluate, args=(node, killed))
+    killer.start()
+    executor = RayExecutor(node_runs_dir=str(node), cpus_per_run=1, retries=1)
     results = execute_plan(plan, runs_root=root, executor=executor)
+    killer.join()
 
     ok, failed = results
-    assert ok.error is None and [row.iteration for row in ok.rows] == [1] and 0 <= ok.rows[0].value <= 1
+    assert killed, "the worker was not killed: the run ended before its first evaluation was seen"
+    assert ok.error is None and [row.iteration for row in ok.rows] == [1, 2] and 0 <= ok.rows[0].value <= 1
     assert failed.rows == [] and "no-such-model" in failed.error
     assert f"[broken vanilla seed 0] run {failed.run_id} failed: " in capsys.readouterr().out
     shared = root / ok.run_id
     assert _journal_mode(shared / "run.db") == 1  # rollback journal: safe on a network filesystem
-    assert not (shared / "run.db-wal").exists() and (shared / "adapters" / "iter-1").is_dir()
+    assert not (shared / "run.db-wal").exists() and (shared / "adapters" / "iter-2").is_dir()
     with RunStore.open(shared, readonly=True) as store:
         assert store.state().status == "completed"
+        started = [event.message for event in store.events(limit=1000) if event.iteration == 1]
+    # Ray's retry resumed the node copy: the first iteration's fine-tune and evaluation ran once
+    assert started.count("finetune started") == 1 and started.count("evaluate started") == 1
     with RunStore.open(root / failed.run_id, readonly=True) as store:  # the failure is published too
         assert store.state().status == "failed" and "no-such-model" in store.state().error
     assert list(node.iterdir()) == []  # published runs leave nothing on the node's disk

@@ -108,11 +108,12 @@ def test_a_sweep_writes_each_comparison_and_an_index(tmp_path, tiny_slm_dir, mon
     from test_comparison import _FakePipeline
 
     monkeypatch.setattr("pada.pipeline.Pipeline", _FakePipeline)
+    monkeypatch.setattr(_FakePipeline, "runs", 0)  # its class-wide count is test_comparison's; restored after
     spec = {"base": tiny_run_config(tiny_slm_dir), "tasks": ["arc_challenge"], "train_sizes": [8, 16],
             "methods": ["vanilla", "pada"], "seeds": 2}
     path, root, out = _write(tmp_path, spec), tmp_path / "runs", tmp_path / "out"
     assert main(["sweep", "--config", str(path), "--runs-root", str(root), "--out", str(out)]) == 0
-    assert len(list_runs(root)) == 8  # 2 sizes x 2 methods x 2 seeds
+    assert len(list_runs(root)) == 8 and _FakePipeline.runs == 8  # 2 sizes x 2 methods x 2 seeds
     printed = capsys.readouterr().out
     assert "[arc_challenge n=16 pada seed 1] run " in printed
     for key in ("arc_challenge-8", "arc_challenge-16"):
