@@ -14,6 +14,11 @@ best test number. Across seeds: mean and standard deviation of that test metric,
 vanilla with a paired bootstrap interval over the test items (`pada.stats`, which says why items are
 resampled with all their seeds together).
 
+Which runs, and how they run: `plan_runs` lists a comparison's runs (variant, seed, config) and `execute_plan`
+picks or creates each one's run directory here, on the driver (reusing a run of the same config), then hands
+the runs to an executor (`pada.executors`: one after another in this process, or as Ray tasks) and reads
+their rows. `python -m pada sweep` plans many comparisons and executes them together.
+
 Outputs (`write_comparison`): `comparison.md` (the summary table, then test metric per iteration),
 `comparison.csv` (one row per variant, seed and iteration; what the dashboard charts) and
 `comparison_summary.csv` (the summary table's columns, one row per variant).

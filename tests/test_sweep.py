@@ -37,6 +37,12 @@ def test_the_example_sweep_expands_to_the_paper_grid():
     assert sweep.cells[0].plan[0].name == "[arc_challenge n=300 pada seed 0]"
 
 
+def test_the_sweep_help_renders(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", "--help"])
+    assert done.value.code == 0 and "--executor {local,ray}" in capsys.readouterr().out
+
+
 def _write(tmp_path: Path, spec: dict | str) -> Path:
     path = tmp_path / "sweep.yaml"
     path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
