@@ -333,7 +333,7 @@ def preflight(config: RunConfig) -> None:
     The data directory (if one is named) exists, the task and its options are
     known, its source data reads cleanly, the training pool holds `data.train_size`
     examples (sizes are never clamped silently), validation and test pools are not
-    empty, and the SLM and a bundled embedder exist. Cost: reads the task's data once (the task object is
+    empty, the SLM and a bundled embedder exist, and a vLLM server named for the SLM answers. Cost: reads the task's data once (the task object is
     cached, so the run reuses it). Raises ConfigError naming the file, line and field,
     or the data file's own TaskError (which names that file, line and field).
     """
@@ -374,3 +374,10 @@ def preflight(config: RunConfig) -> None:
         check_embedder(config.clustering.embedder)
     except PadaError as err:
         raise ConfigError(f"{config.where('clustering.embedder')}: {err}") from None
+    if config.slm.backend == "vllm":
+        from pada.slm.backends import check_vllm_server
+
+        try:
+            check_vllm_server(config.slm.api_base)
+        except PadaError as err:
+            raise ConfigError(f"{config.where('slm.api_base')}: {err}") from None

@@ -275,3 +275,22 @@ def test_finetune_flag_for_activation_checkpointing(text, expected):
     add_arguments(parser)
     args = parser.parse_args(["--task", "squad", "--train-size", "4", "--out", "x", "--activation-checkpointing", text])
     assert config_from_args(args).activation_checkpointing is expected
+
+
+def test_preflight_finds_an_unreachable_vllm_server_before_the_run_starts(tiny_slm_dir, standin):
+    import socket
+
+    from conftest import tiny_run_config
+    from pada.config import from_dict, preflight
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    config = from_dict(tiny_run_config(tiny_slm_dir, method="vanilla", iterations=1,
+                                       slm={"backend": "vllm", "api_base": closed}))
+    with pytest.raises(ConfigError) as caught:
+        preflight(config)
+    message = str(caught.value)
+    assert "slm.api_base" in message and closed in message and "\n" not in message and "--enable-lora" in message
+    preflight(from_dict(tiny_run_config(tiny_slm_dir, method="vanilla", iterations=1,
+                                        slm={"backend": "vllm", "api_base": standin.api_base})))  # answers: passes

@@ -226,6 +226,23 @@ class VLLMBackend(_Closing):
                             "--max-lora-rank 32, or set slm.api_base") from None
 
 
+def check_vllm_server(api_base: str, timeout: float = 10.0) -> None:
+    """Raise PadaError (one line) unless a server answers GET {api_base}/models: checked before a run starts, so an
+    unreachable server is found before the fine-tune, not at the first evaluation after it."""
+    import httpx
+
+    base = api_base.rstrip("/") if api_base.rstrip("/").endswith("/v1") else api_base.rstrip("/") + "/v1"
+    try:
+        response = httpx.get(base + "/models", timeout=timeout)
+    except httpx.TransportError as err:
+        raise PadaError(f"no vLLM server answers at {base} ({type(err).__name__}); start it with "
+                        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve MODEL --enable-lora --max-lora-rank 32, "
+                        "or set slm.api_base") from None
+    if response.status_code != 200:
+        raise PadaError(f"the server at {base} answered GET /models with {response.status_code}: "
+                        f"{_error_message(response)}")
+
+
 def _error_message(response) -> str:
     """The message of a vLLM/OpenAI error body ({"error": {"message"}} or the older flat {"message"})."""
     try:
