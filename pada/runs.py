@@ -82,12 +82,16 @@ class RunOverview:
     # "rejected", "catch_rate", "controls", "controls_judged", "controls_accepted", "control_acceptance"}.
     judge_check: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. the judge passed more than a third of the canaries
+    # Provider batches the run has sent and not seen end (llm.batch): RunStore.pending_llm_batches rows.
+    batches_pending: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def overview(store: RunStore) -> RunOverview:
+    from pada.llm.batch import ENDED
+
     state, config = store.state(), store.config()
     status = effective_status(state.status, state.pid, store.path)  # "interrupted": `pada resume` continues it
     headline = headline_metric(config, {row.name for row in store.metrics()})
@@ -104,7 +108,7 @@ def overview(store: RunStore) -> RunOverview:
     return RunOverview(run_id=state.run_id, task=config.get("task"), method=config.get("method"), status=status,
                        iteration=state.iteration, stage=state.stage, progress=progress, metrics=metrics,
                        tokens=int(usage["tokens"]), cost_usd=usage["cost_usd"], error=state.error,
-                       judge_check=check, warnings=warnings)
+                       judge_check=check, warnings=warnings, batches_pending=store.pending_llm_batches(ENDED))
 
 
 def judge_check(store: RunStore) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -123,6 +127,12 @@ def judge_check(store: RunStore) -> tuple[dict[str, dict[str, Any]], list[str]]:
         if warning:
             warnings.append(warning)
     return check, warnings
+
+
+def batch_line(batch: Mapping[str, Any]) -> str:
+    """`it1 quality round 2: openai batch_abc in_progress (12 requests, sent 2026-12-01T15:00:00Z)`."""
+    return (f"it{batch['iteration']} {batch['stage']} round {batch['round']}: {batch['provider']} "
+            f"{batch['batch_id']} {batch['status']} ({batch['n_requests']} requests, sent {batch['created_at']})")
 
 
 def judge_check_line(iteration: str, summary: Mapping[str, Any]) -> str:

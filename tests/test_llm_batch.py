@@ -195,6 +195,26 @@ def test_store_rounds_count_a_stages_batches_per_iteration(run_store):
     assert store.llm_batch(1, "generation_error", "b" * 64) is None
 
 
+def test_status_lists_the_batches_a_run_waits_for(run_store, capsys):
+    from pada.cli import main
+    from pada.runs import overview
+
+    store = run_store("http://127.0.0.1:9/v1")
+    fields = {"provider": "openai", "input_file_id": "file-1", "n_requests": 3}
+    store.record_llm_batch(1, "quality", "a" * 64, batch_id="batch_done", status="validating", **fields)
+    store.record_llm_batch(1, "generation_pattern", "b" * 64, batch_id="batch_waiting", status="in_progress",
+                           **fields)
+    store.set_llm_batch_status(1, "quality", "a" * 64, "completed")
+    [pending] = overview(store).batches_pending
+    assert (pending["batch_id"], pending["stage"], pending["status"], pending["round"]) == (
+        "batch_waiting", "generation_pattern", "in_progress", 1)
+    store.close()
+    assert main(["status", "batch-run", "--runs-root", str(store.path.parent)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("batch ")]
+    assert lines == ["batch     it1 generation_pattern round 1: openai batch_waiting in_progress (3 requests, sent "
+                     f"{pending['created_at']})"]
+
+
 def test_batch_settings_are_checked():
     with pytest.raises(LLMConfigError, match="batch API"):
         LLMConfig(model="local/qwen2.5-coder-0.5b", batch=True)

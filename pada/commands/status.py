@@ -1,5 +1,6 @@
 """`python -m pada status [RUN] [--json]`: where a run is, its metrics, its cost, and how its judge did on
-the planted samples (catch rate per iteration; a warning when it passed more than a third of them)."""
+the planted samples (catch rate per iteration; a warning when it passed more than a third of them), and the
+provider batches it is waiting for (llm.batch)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def run(args) -> int:
     import json
 
     from pada.errors import PadaError
-    from pada.runs import judge_check_line, overview
+    from pada.runs import batch_line, judge_check_line, overview
     from pada.store import RunStore, list_runs, runs_root
 
     target = args.run
@@ -43,6 +44,8 @@ def run(args) -> int:
         print(f"LLM       {info.tokens} tokens, ${info.cost_usd:.4f}")
         for iteration, summary in info.judge_check.items():
             print(f"judge     {judge_check_line(iteration, summary)}")
+        for batch in info.batches_pending:  # a restarted run polls these instead of sending them again
+            print(f"batch     {batch_line(batch)}")
         for warning in info.warnings:
             print(f"warning   {warning}")
     return 0

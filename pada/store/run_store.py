@@ -1215,6 +1215,18 @@ class RunStore:
                            "WHERE iteration = ? AND stage = ? AND content_hash = ?", (iteration, stage, content_hash))
         return dict(zip(names, rows[0], strict=True)) if rows else None
 
+    def pending_llm_batches(self, ended: Sequence[str]) -> list[dict[str, Any]]:
+        """Recorded batches whose status is not in `ended` (`pada.llm.batch.ENDED`), oldest first: what a run is
+        waiting for ({iteration, stage, round, provider, batch_id, n_requests, status, created_at, updated_at})."""
+        if not self._has_table("llm_batches"):
+            return []
+        names = ("iteration", "stage", "round", "provider", "batch_id", "n_requests", "status", "created_at",
+                 "updated_at")
+        marks = ", ".join("?" for _ in ended) or "NULL"
+        rows = self._query(f"SELECT {', '.join(names)} FROM llm_batches WHERE status NOT IN ({marks}) "
+                           "ORDER BY created_at, iteration, stage, round", tuple(ended))
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
     def set_llm_batch_status(self, iteration: int, stage: str, content_hash: str, status: str) -> None:
         """Note a recorded batch's latest status (as the provider reports it)."""
         with self._write() as conn:
