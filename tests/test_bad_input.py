@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from pada.cli import main
+from pada.cli import COMMANDS, main
 from pada.tasks import clear_cache
 
 
@@ -68,8 +68,7 @@ def start_run(capsys, tmp_path, config):
 
 # ----------------------------------------------------------------------------- 1. help texts
 
-@pytest.mark.parametrize("command", ["tasks", "score", "finetune", "eval", "run", "resume", "status", "runs",
-                                     "compare", "export"])
+@pytest.mark.parametrize("command", COMMANDS)  # every command the CLI registers, so a new one is covered
 def test_every_help_text_renders(capsys, command):
     code, out, err = cli(capsys, command, "--help")
     assert code == 0 and "usage:" in out and not err
