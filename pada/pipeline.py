@@ -31,6 +31,7 @@ from typing import Any
 from pada.config import RunConfig, from_dict
 from pada.errors import PadaError
 from pada.records import Failure, LLMCall, user_turn
+from pada.slm.device import release_host_memory
 from pada.stages import (  # noqa: F401  (re-exported: the stage names, in the order one iteration runs them)
     ANALYSE, CLUSTER, EVALUATE, FINETUNE, GENERATE, PATTERNS, REVIEW_QC, REVIEW_STRATEGIES, STRATEGIES, TRAIN_SET,
 )
@@ -305,6 +306,7 @@ class Pipeline:
             self.store.set_progress(i, FINETUNE, step, steps)
         train_config = replace(self.config.slm.train, seed=self.config.seed)
         result = finetune(self.config.slm.model, conversations, train_config, out_dir, on_progress=progress)
+        release_host_memory()  # the trainer's heap, before the next stage loads its own model
         summary = {"train_seconds": round(result.train_seconds, 1), "final_loss": result.final_loss,
                    "examples": len(conversations)}
         return lambda store: store.log_event("info", f"fine-tuned: {json.dumps(summary)}", iteration=i,
@@ -323,6 +325,7 @@ class Pipeline:
             for n, split in enumerate(SPLITS):
                 self.store.set_progress(i, EVALUATE, n, len(SPLITS))
                 results[split] = evaluate(self.task, examples[split], backend, split)
+        release_host_memory()  # the model is gone: the LLM stages that follow run beside the llama-servers
         self.store.set_progress(i, EVALUATE, len(SPLITS), len(SPLITS))
 
         def write(store: RunStore) -> None:

@@ -43,3 +43,26 @@ def resolve_dtype(name: str | None, device: str):
         from pada.errors import PadaError
 
         raise PadaError(f"unknown dtype {name!r}: use auto, float32 or bfloat16") from None
+
+
+def release_host_memory() -> None:
+    """Hand the heap that a fine-tune or an evaluation freed back to the OS.
+
+    glibc keeps freed small blocks in its arenas, so after training or evaluating the process stays at its
+    peak (measured in a quickstart: 2.4-2.8 GB held through the LLM stages that follow, next to the
+    llama-servers). `malloc_trim(0)` releases every free page of every arena (a SmolLM2 forward pass on 8 x 512
+    tokens: 826 MB after `del` and gc, 425 MB after the trim). Not glibc (macOS, musl): gc only.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc is None:
+        return
+    try:
+        trim = ctypes.CDLL(libc).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
