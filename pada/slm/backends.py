@@ -114,7 +114,7 @@ class VLLMBackend(_Closing):
 
         if not api_base:
             raise PadaError("the vllm backend needs slm.api_base, e.g. http://localhost:8000/v1")
-        self.api_base = api_base.rstrip("/") if api_base.rstrip("/").endswith("/v1") else api_base.rstrip("/") + "/v1"
+        self.api_base = _v1_base(api_base)
         model_path = resolve_model(base_model)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.stop_ids = sorted(_stop_ids(self.tokenizer, model_path))
@@ -221,9 +221,7 @@ class VLLMBackend(_Closing):
         try:
             return self.client.request(method, self.api_base + path, **kwargs)
         except httpx.TransportError as err:
-            raise PadaError(f"vLLM server at {self.api_base} is unreachable ({type(err).__name__}: {err}); start it "
-                            "with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve MODEL --enable-lora "
-                            "--max-lora-rank 32, or set slm.api_base") from None
+            raise _unreachable(self.api_base, err) from None
 
 
 def check_vllm_server(api_base: str, timeout: float = 10.0) -> None:
@@ -231,16 +229,26 @@ def check_vllm_server(api_base: str, timeout: float = 10.0) -> None:
     unreachable server is found before the fine-tune, not at the first evaluation after it."""
     import httpx
 
-    base = api_base.rstrip("/") if api_base.rstrip("/").endswith("/v1") else api_base.rstrip("/") + "/v1"
+    base = _v1_base(api_base)
     try:
         response = httpx.get(base + "/models", timeout=timeout)
     except httpx.TransportError as err:
-        raise PadaError(f"no vLLM server answers at {base} ({type(err).__name__}); start it with "
-                        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve MODEL --enable-lora --max-lora-rank 32, "
-                        "or set slm.api_base") from None
+        raise _unreachable(base, err) from None
     if response.status_code != 200:
         raise PadaError(f"the server at {base} answered GET /models with {response.status_code}: "
                         f"{_error_message(response)}")
+
+
+def _v1_base(api_base: str) -> str:
+    """The server's OpenAI base URL, ending in /v1 ("/v1" added when missing)."""
+    base = api_base.rstrip("/")
+    return base if base.endswith("/v1") else base + "/v1"
+
+
+def _unreachable(base: str, err: Exception) -> PadaError:
+    return PadaError(f"vLLM server at {base} is unreachable ({type(err).__name__}: {err}); start it with "
+                     "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve MODEL --enable-lora --max-lora-rank 32, "
+                     "or set slm.api_base")
 
 
 def _error_message(response) -> str:
