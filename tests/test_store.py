@@ -83,6 +83,27 @@ def test_create_gives_readable_unique_ids_and_open_finds_the_run(tmp_path, monke
         RunStore.create({"task": object()}, runs_root=tmp_path)
 
 
+def test_a_run_being_created_has_no_run_db_until_it_is_complete(tmp_path, monkeypatch):
+    # `pada status`, the dashboard and `pada runs` poll for run.db while a run starts: they must never find an
+    # empty database (a CI run caught the kill -9 test opening one between its creation and its schema).
+    import pada.store.run_store as run_store_module
+
+    seen = []
+    real_migrate = run_store_module.migrate
+
+    def watching_migrate(conn, *args, **kwargs):
+        seen.append(sorted(path.name for path in tmp_path.rglob("*") if path.is_file()))
+        return real_migrate(conn, *args, **kwargs)
+
+    monkeypatch.setattr(run_store_module, "migrate", watching_migrate)
+    store = RunStore.create(CONFIG, runs_root=tmp_path, run_id="starting")
+    assert "run.db" not in seen[0]  # the schema is written before the database takes its name
+    assert [path.name for path in store.path.iterdir() if path.name.startswith(".")] == []  # no staging left
+    monkeypatch.undo()
+    with RunStore.open(store.path, readonly=True) as viewer:
+        assert viewer.state().status == "created" and viewer.config() == CONFIG
+
+
 def test_runs_root_prefers_argument_then_environment_then_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PADA_RUNS_DIR", raising=False)

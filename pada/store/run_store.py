@@ -106,19 +106,40 @@ def _check_choice(value: str, allowed: Sequence[str], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
 
 
+def _initialise_database(run_dir: Path, config_json: str) -> None:
+    """A new run's database, complete (schema and its `run` row) before it takes the name `run.db`.
+
+    It is built under a temporary name and renamed into place, so whoever polls for `run.db` (`pada status`,
+    the dashboard, `pada runs` on a run just starting) never opens a half-made, empty database. The build uses
+    SQLite's default rollback journal: a WAL's side files are named after the database and cannot be renamed
+    with it; the first ordinary opening switches the database to WAL.
+    """
+    staging = run_dir / f".{layout.DB_NAME}.partial-{os.getpid()}"  # the name copy_database uses
+    conn = sqlite3.connect(staging, isolation_level=None)
+    try:
+        migrate(conn)
+        now = _now()
+        conn.execute(
+            "INSERT INTO run (id, run_id, created_at, updated_at, config_json, status) "
+            "VALUES (1, ?, ?, ?, ?, 'created')",
+            (run_dir.name, now, now, config_json),
+        )
+    finally:
+        conn.close()
+    os.replace(staging, run_dir / layout.DB_NAME)
+
+
 class RunStore:
     """One run's directory and database. Get one with `RunStore.create` or `RunStore.open`.
 
     `readonly=True`: a view that only reads (see the module docstring); `pada status`, `pada runs`
-    and the dashboard's pages use one. `_create` is for `create` alone: it may initialise a new,
-    empty database, which no other opening does.
+    and the dashboard's pages use one. No opening creates a database: only `create` does.
     """
 
-    def __init__(self, path: str | Path, *, readonly: bool = False, _create: bool = False):
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
         self.db_path = self.path / layout.DB_NAME
         self.readonly = readonly
-        self._create = _create and not readonly
         self._local = threading.local()
         self._config: dict[str, Any] | None = None
         self._conn()  # connect now: checks the file (and a writer migrates it), fails early on a bad one
@@ -143,15 +164,8 @@ class RunStore:
             path = layout.make_run_dir(root, config, run_id)
         except FileExistsError as err:
             raise StoreError(f"run {run_id!r} already exists under {root}; pick another --run-id") from err
-        store = cls(path, _create=True)
-        now = _now()
-        with store._write() as conn:
-            conn.execute(
-                "INSERT INTO run (id, run_id, created_at, updated_at, config_json, status) "
-                "VALUES (1, ?, ?, ?, ?, 'created')",
-                (path.name, now, now, config_json),
-            )
-        return store
+        _initialise_database(path, config_json)
+        return cls(path)
 
     @classmethod
     def open(cls, run_id_or_path: str | Path, runs_root: str | Path | None = None, *,
@@ -202,11 +216,11 @@ class RunStore:
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
             return self._connect_readonly()
-        # mode=rw: opening never creates a missing file; only `create` (mode=rwc) makes a database.
-        conn = self._sqlite("rwc" if self._create else "rw")
+        # mode=rw: opening never creates a missing file; only `create` makes a database.
+        conn = self._sqlite("rw")
         try:
             # Check before any write: a foreign or empty file must stay byte-identical.
-            check_schema(conn, self.db_path, empty_ok=self._create)
+            check_schema(conn, self.db_path)
             try:
                 conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
             except sqlite3.OperationalError as err:  # e.g. a read-only disk

@@ -318,11 +318,11 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def check_schema(conn: sqlite3.Connection, db_path: object, *, empty_ok: bool = False) -> int:
+def check_schema(conn: sqlite3.Connection, db_path: object) -> int:
     """The version of a PaDA run database, or a one-line `StoreError` for anything else; reads only.
 
-    Refused: a file SQLite cannot read, an empty file or database (unless `empty_ok`: `RunStore.create`
-    initialises the database it just made), any SQLite file without PaDA's `run` table (someone else's
+    Refused: a file SQLite cannot read, an empty file or database (`RunStore.create` renames a database into
+    place only once it is complete), any SQLite file without PaDA's `run` table (someone else's
     database: left byte-identical, never migrated), and a schema newer than this code.
     """
     try:
@@ -331,8 +331,6 @@ def check_schema(conn: sqlite3.Connection, db_path: object, *, empty_ok: bool = 
     except sqlite3.DatabaseError as err:  # e.g. "file is not a database"
         raise StoreError(f"{db_path} is not a readable run database: {err}") from err
     if version == 0 and not tables:
-        if empty_ok:
-            return 0
         what = "an empty file" if _size(db_path) == 0 else "an empty SQLite database"
         raise StoreError(f"{db_path} is {what}, not a PaDA run database (its creation never finished?); "
                          "move it away or delete its run directory")
