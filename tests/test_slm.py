@@ -8,7 +8,7 @@ from pada.errors import PadaError
 from pada.records import Example, Score
 from pada.slm.config import LoRAConfig
 from pada.slm.evaluate import evaluate, write_predictions
-from pada.slm.generate import _greedy_batch, _SharedPrefix, generate, load_for_inference, prompt_ids
+from pada.slm.generate import _batches, _greedy_batch, _SharedPrefix, generate, load_for_inference, prompt_ids
 from pada.slm.train import IGNORE_INDEX, SUMMARY_FILE, finetune, tokenize_conversation
 from pada.tasks.base import Pools, Task
 
@@ -122,6 +122,25 @@ def test_batched_generation_equals_one_at_a_time(tiny_fp32):
     assert batched == one_by_one
     assert all(isinstance(text, str) and text for text in batched)
     assert generate(model, tokenizer, PROMPTS[:1], max_new_tokens=8, batch_size=4) == one_by_one[:1]  # order kept
+
+
+def test_a_token_budget_splits_batches_by_length_and_changes_no_reply(tiny_fp32):
+    model, tokenizer = tiny_fp32
+    one_by_one = generate(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=1)
+    budget = 2 * (max(len(prompt_ids(tokenizer, conv)) for conv in PROMPTS) + 8)  # two or three rows a batch
+    assert generate(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=6, max_batch_tokens=budget) == one_by_one
+
+
+def test_batches_keep_rows_times_width_within_the_budget():
+    prompts = [[0] * n for n in (30, 12, 10, 10, 9, 4, 50)]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    batches = list(_batches(order, prompts, prefix_length=2, batch_size=3, max_batch_tokens=40, max_new_tokens=4))
+    assert [i for batch in batches for i in batch] == order  # every prompt once, longest first
+    # a prompt wider than the budget still gets a batch of its own; otherwise rows x (width + new) <= 40
+    assert batches[:2] == [[6], [0]]
+    for batch in batches[2:]:
+        assert len(batch) <= 3 and len(batch) * (len(prompts[batch[0]]) - 2 + 4) <= 40
+    assert list(_batches(order, prompts, 2, 3, None, 4)) == [order[:3], order[3:6], order[6:]]  # rows only
 
 
 def test_greedy_loop_matches_transformers_generate(tiny_fp32):

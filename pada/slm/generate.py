@@ -79,7 +79,8 @@ def _apply_adapter(model, adapter_dir: Path, merge: bool):
 
 
 def generate(model, tokenizer, conversations: Sequence[Sequence[Message]], max_new_tokens: int,
-             batch_size: int = 16, on_progress: ProgressFn | None = None) -> list[str]:
+             batch_size: int = 16, on_progress: ProgressFn | None = None,
+             max_batch_tokens: int | None = None) -> list[str]:
     """Greedy replies to `conversations` (each ends with a user turn), in the same order.
 
     Stops each row at the end-of-turn token; returns only the new text, special
@@ -98,8 +99,7 @@ def generate(model, tokenizer, conversations: Sequence[Sequence[Message]], max_n
     done = 0
     with torch.inference_mode():
         prefix = _SharedPrefix.build(model, prompts)
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+        for batch in _batches(order, prompts, prefix.length, batch_size, max_batch_tokens, max_new_tokens):
             new_tokens = _greedy_batch(model, [prompts[i] for i in batch], prefix, max_new_tokens, stop_ids, pad_id)
             for index, tokens in zip(batch, new_tokens):
                 replies[index] = tokenizer.decode(tokens, skip_special_tokens=True)
@@ -107,6 +107,26 @@ def generate(model, tokenizer, conversations: Sequence[Sequence[Message]], max_n
             if on_progress:
                 on_progress(done, len(prompts))
     return replies
+
+
+def _batches(order: list[int], prompts: list[list[int]], prefix_length: int, batch_size: int,
+             max_batch_tokens: int | None, max_new_tokens: int):
+    """Consecutive runs of `order` (longest prompt first): at most `batch_size` rows, and with `max_batch_tokens`
+    at most that many cache positions (rows x (longest un-shared prompt part + max_new_tokens)) per batch.
+
+    The budget bounds memory, which grows with rows x width (the KV cache, and attention scores during prefill):
+    a batch of short prompts keeps `batch_size` rows, a batch of long ones gets fewer."""
+    batch: list[int] = []
+    for index in order:
+        width = len(prompts[batch[0] if batch else index]) - prefix_length + max_new_tokens
+        full = len(batch) >= batch_size or (
+            max_batch_tokens is not None and batch and (len(batch) + 1) * width > max_batch_tokens)
+        if full:
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
 
 
 def prompt_ids(tokenizer, conversation: Sequence[Message]) -> list[int]:
