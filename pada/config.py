@@ -73,7 +73,7 @@ class SLMConfig:
     eval_batch_size: int | str = field(
         default="auto", metadata={"help": "prompts generated together (hf) or requests in flight (vllm); 'auto' = "
                                           "16 on a CPU, 128-256 on a GPU by model size, 64 requests for vllm; on a CPU a "
-                                          "batch also stops at 4096 tokens (rows x longest prompt)"})
+                                          "batch also stops at 4096 tokens (rows x (longest prompt + new tokens))"})
     backend: str = field(default="hf", metadata={"help": "evaluation backend: hf (in process) or vllm (a server)"})
     api_base: str | None = field(
         default=None, metadata={"help": "vllm only: the server's OpenAI base, e.g. http://localhost:8000/v1 "

@@ -14,6 +14,8 @@ Why it is shaped this way (measured on a 2-core CPU, SmolLM2-135M, ARC prompts):
 - a plain greedy loop on the model's forward (DynamicCache, logits of the last
   position only) instead of `model.generate`: same tokens (checked in tests),
   and it allows the two tricks above;
+- on a CPU a batch also stops at a token budget (rows x width): memory grows
+  with it, and long prompts in full batches were slower, not faster;
 - outputs come back in the caller's order.
 """
 

@@ -107,16 +107,10 @@ def _check_choice(value: str, allowed: Sequence[str], what: str) -> None:
 
 
 def _initialise_database(run_dir: Path, config_json: str) -> None:
-    """A new run's database, complete (schema and its `run` row) before it takes the name `run.db`.
-
-    It is built under a temporary name and renamed into place, so whoever polls for `run.db` (`pada status`,
-    the dashboard, `pada runs` on a run just starting) never opens a half-made, empty database. The build uses
-    SQLite's default rollback journal: a WAL's side files are named after the database and cannot be renamed
-    with it; the first ordinary opening switches the database to WAL.
-    """
-    staging = run_dir / f".{layout.DB_NAME}.partial-{os.getpid()}"  # the name copy_database uses
-    conn = sqlite3.connect(staging, isolation_level=None)
-    try:
+    """A new run's database, complete (schema and its `run` row) before it takes the name `run.db`, so whoever
+    polls for `run.db` (`pada status`, the dashboard, `pada runs` on a run just starting) never opens a
+    half-made, empty database; the first ordinary opening switches it to WAL."""
+    with _database_written_whole(run_dir / layout.DB_NAME) as conn:
         migrate(conn)
         now = _now()
         conn.execute(
@@ -124,9 +118,27 @@ def _initialise_database(run_dir: Path, config_json: str) -> None:
             "VALUES (1, ?, ?, ?, ?, 'created')",
             (run_dir.name, now, now, config_json),
         )
-    finally:
+
+
+@contextmanager
+def _database_written_whole(target: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to a new database that replaces `target` (os.replace) only once the block has written it.
+
+    It is written beside `target` under a hidden partial name (the executors never copy those) and left in
+    rollback-journal mode: a WAL's side files are named after the database and would not move with it, and WAL
+    does not work on a network filesystem. A block that fails leaves `target` as it was."""
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
+    partial.unlink(missing_ok=True)
+    conn = sqlite3.connect(partial, isolation_level=None)
+    try:
+        yield conn
+        conn.execute("PRAGMA journal_mode = DELETE")
+    except BaseException:
         conn.close()
-    os.replace(staging, run_dir / layout.DB_NAME)
+        partial.unlink(missing_ok=True)
+        raise
+    conn.close()
+    os.replace(partial, target)
 
 
 class RunStore:
@@ -344,15 +356,8 @@ class RunStore:
         writes. The copy is in rollback-journal mode, not WAL: it may be put on a network filesystem, where
         WAL's shared memory does not work across machines. Nothing may have `target` open for writing."""
         target = Path(target)
-        partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
-        partial.unlink(missing_ok=True)
-        copy = sqlite3.connect(partial, isolation_level=None)
-        try:
+        with _database_written_whole(target) as copy:
             self._conn().backup(copy)
-            copy.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            copy.close()
-        os.replace(partial, target)
         for suffix in ("-wal", "-shm"):  # a WAL left beside the file it replaced must never be read into it
             Path(f"{target}{suffix}").unlink(missing_ok=True)
         return target
@@ -370,7 +375,7 @@ class RunStore:
 
     def _run_row(self, columns: str) -> tuple:
         rows = self._query(f"SELECT {columns} FROM run")
-        if not rows:  # `create` was killed between making the database and recording the run
+        if not rows:  # made by a PaDA whose `create` could be killed between the database and the run row
             raise StoreError(f"{self.db_path} has no run record (its creation was interrupted); "
                              "delete its run directory")
         return tuple(rows[0])
