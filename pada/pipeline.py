@@ -359,7 +359,7 @@ class Pipeline:
         clustering = self.store.clustering(i)
         patterns = categorise_patterns(clustering, self.store.analyses(i),
                                        self.store.failures(i, "validation"), self.llm("llm"),
-                                       self.config.patterns, self.task_description)
+                                       self.config.patterns, self.design_description)
         taxa = self.taxa(i, patterns, clustering.embedder)
 
         def write(store: RunStore) -> None:
@@ -385,7 +385,7 @@ class Pipeline:
         from pada.agents.strategies import draft_strategies
 
         strategies = draft_strategies(self.store.patterns(i), self.llm("llm"), self.config.strategies,
-                                      self.task_description)
+                                      self.design_description)
         return lambda store: store.save_strategies(i, strategies, author="agent")
 
     def generate(self, i: int):
@@ -463,6 +463,14 @@ class Pipeline:
     @property
     def task_description(self) -> str:
         return self.task.title or self.task.name
+
+    @property
+    def design_description(self) -> str:
+        """The task as the pattern and strategy writers see it: with what the task's samples can vary."""
+        from pada.agents.generation import effective_form
+
+        scope = effective_form(self.config.generation, self.task.sample_form).strategy_scope
+        return f"{self.task_description}. {scope}" if scope else self.task_description
 
     @functools.cached_property
     def leak_guard(self):

@@ -194,3 +194,29 @@ def test_generate_and_qc_end_to_end_keeps_every_sample_a_span_of_its_context(sta
     for sample in outcome.attempts:
         assert context_of(sample.question) == context_of(by_id[sample.based_on_example].prompt)
         assert task.format_problem(sample.question, sample.answer) is None
+
+
+def test_pattern_and_strategy_writers_are_told_a_span_sample_keeps_its_paragraph(tmp_path, tiny_slm_dir):
+    from conftest import tiny_run_config
+    from pada.agents.strategies import StrategyConfig, strategy_messages
+    from pada.config import from_dict
+    from pada.pipeline import Pipeline
+    from pada.records import Pattern
+    from pada.store import RunStore
+
+    def description(**overrides) -> tuple[str, str]:
+        config = from_dict(tiny_run_config(tiny_slm_dir, **overrides))
+        store = RunStore.create(config.to_dict(), runs_root=tmp_path)
+        try:
+            pipeline = Pipeline(store, config)
+            return pipeline.task_description, pipeline.design_description
+        finally:
+            store.close()
+
+    task, design = description(task="squad")
+    assert task == "SQuAD v1.1" and design == f"SQuAD v1.1. {SPAN_FORM.strategy_scope}"
+    pattern = Pattern(cluster_id=0, category_name="Dates", error_pattern="Misses dates.", representative_samples=[])
+    prompt = json.dumps(strategy_messages(pattern, [pattern], [], StrategyConfig(), design))
+    assert "never a topic" in prompt  # what the strategy writer reads
+    assert description(task="squad", generation={"structured": False})[1] == "SQuAD v1.1"  # free form: no scope
+    assert description()[1] == description()[0]  # ARC's choice form keeps nothing of its example

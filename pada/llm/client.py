@@ -15,7 +15,7 @@ An in-process model (a test's fake, an experiment's own) plugs in with
 What the client adds on top of `litellm.completion`:
 - structured output: `response_format` json_schema where the provider takes it
   (dropped for good per model after a 400 that names it) plus the schema in the
-  prompt; replies are repaired, validated with pydantic and, on a validation
+  prompt (not for local/ models: llama-server's grammar holds the reply to it); replies are repaired, validated with pydantic and, on a validation
   error, re-asked with the error shown (`schema_retries` times);
 - retries with exponential backoff + jitter on rate limits, timeouts,
   connection errors and 5xx, honouring Retry-After; never on other 4xx;
@@ -83,6 +83,8 @@ _OWN_PROVIDERS: dict[str, str] = {}
 _REGISTERED: dict[str, bool] = {}
 _REGISTERED_LOCK = threading.Lock()
 
+REMOTE_TIMEOUT_S = 120.0  # `timeout_s: null` for a hosted API or a GPU server
+LOCAL_TIMEOUT_S = 1800.0  # ... and for local/ models, served by llama-server on this machine's CPU
 _RETRY_AFTER_CAP_S = 120.0  # a server asking for longer than this is treated as asking for this
 
 # What a direct call passes to litellm besides the request itself; left out of a batch line's body.
@@ -157,7 +159,11 @@ class LLMConfig:
     schema_retries: int = field(
         default=2, metadata={"help": "re-asks after a reply that fails JSON validation (error shown to the model)"}
     )
-    timeout_s: float = field(default=120.0, metadata={"help": "per-request timeout in seconds"})
+    timeout_s: float | None = field(
+        default=None,
+        metadata={"help": "per-request timeout in seconds; null = 120 for a remote server, 1800 for a local/ model "
+                          "(a CPU llama-server works through its queue for minutes, and a request retried after a "
+                          "timeout is read again from the start)"})
     cache_dir: Path | None = field(default=None, metadata={"help": "on-disk reply cache; None = no cache"})
     extra_params: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "passed through to litellm.completion, e.g. {'top_p': 0.9}"}
@@ -189,8 +195,8 @@ class LLMConfig:
         for name in ("max_retries", "schema_retries", "backoff_base_s", "backoff_max_s"):
             if getattr(self, name) < 0:
                 raise LLMConfigError(f"LLM {name} must not be negative, got {getattr(self, name)}")
-        for name in ("batch_poll_s", "batch_poll_max_s", "batch_timeout_s"):
-            if getattr(self, name) <= 0:
+        for name in ("batch_poll_s", "batch_poll_max_s", "batch_timeout_s", "timeout_s"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise LLMConfigError(f"LLM {name} must be positive, got {getattr(self, name)}")
         if self.batch and self.model.split("/", 1)[0] not in BATCH_PROVIDERS:
             raise LLMConfigError(f"LLM batch: true needs a model whose provider has a batch API "
@@ -390,7 +396,11 @@ class LLMClient:
     def _request(self, request: JSONRequest) -> tuple[dict[str, Any], str]:
         """(litellm params, cache key) of a request: the one place a request is built, for direct calls and
         batch lines alike."""
-        prompt = with_schema_instruction(request.messages, request.schema)
+        # llama-server turns the schema into a grammar the reply cannot leave, and every prompt names its
+        # fields in words: the schema's JSON text would only add ~200-300 tokens to read per call, which is
+        # most of a local call's cost on a CPU. Servers that may ignore response_format get it in the prompt.
+        prompt = (list(request.messages) if self._grammar_enforced()
+                  else with_schema_instruction(request.messages, request.schema))
         params = {
             "model": self.config.model,
             "messages": prompt,
@@ -448,7 +458,10 @@ class LLMClient:
                     response = litellm.completion(**kwargs)
             except Exception as exc:  # litellm maps every provider error into its exception family
                 if "response_format" in kwargs and _rejects_response_format(exc):
+                    enforced = self._grammar_enforced()
                     self._drop_response_format()
+                    if enforced:  # the prompt left the schema to the grammar: now it must say it
+                        params = {**params, "messages": with_schema_instruction(params["messages"], schema)}
                     continue
                 if not _is_retryable(exc, in_process=self._in_process()):
                     raise _GaveUp(self._redact(f"{_kind(exc)}: {_message(exc)}")) from exc
@@ -494,12 +507,12 @@ class LLMClient:
         kwargs = self._litellm_kwargs({}, None)
         transport = {name: kwargs[name] for name in ("api_base", "api_key", "extra_headers") if name in kwargs}
         settings = BatchSettings(self.config.batch_poll_s, self.config.batch_poll_max_s, self.config.batch_timeout_s)
-        return BatchRunner(self.config.model, {**transport, "timeout": self.config.timeout_s}, settings,
+        return BatchRunner(self.config.model, {**transport, "timeout": self._timeout_s()}, settings,
                            self.batch_ledger, lambda exc: _is_retryable(exc, in_process=self._in_process()),
                            self._redact, _sleep, _litellm())
 
     def _litellm_kwargs(self, params: dict[str, Any], schema: type[BaseModel] | None) -> dict[str, Any]:
-        kwargs = {**params, "timeout": self.config.timeout_s, "num_retries": 0, "max_retries": 0}
+        kwargs = {**params, "timeout": self._timeout_s(), "num_retries": 0, "max_retries": 0}
         for name in ("extra_headers", "headers"):
             if isinstance(kwargs.get(name), dict):  # ${VAR} references become their values only here
                 kwargs[name] = {header: expand_env(str(value)) for header, value in kwargs[name].items()}
@@ -519,6 +532,13 @@ class LLMClient:
         if schema is not None and self._wants_response_format():
             kwargs["response_format"] = response_format(schema)
         return kwargs
+
+    def _timeout_s(self) -> float:
+        if self.config.timeout_s is not None:
+            return self.config.timeout_s
+        # Measured (quickstart, 2 cores): four 1,200-token analysis prompts in flight on the 1.5B take 100-200 s;
+        # at 120 s three of four timed out and were sent again (the server had dropped them half-answered).
+        return LOCAL_TIMEOUT_S if self._is_local() else REMOTE_TIMEOUT_S
 
     def _backoff_s(self, retry: int, exc: Exception) -> float:
         """Exponential backoff with jitter; at least what the server's Retry-After asks for."""
@@ -543,6 +563,10 @@ class LLMClient:
                                     or registered_providers().get(self._provider, False)
                                     or _litellm_says_schema_ok(self.config.model))
         return self._schema_support
+
+    def _grammar_enforced(self) -> bool:
+        """The reply is held to the schema by our own llama-server's grammar (not merely requested)."""
+        return self._is_local() and self._wants_response_format()
 
     def _in_process(self) -> bool:
         return self._provider in _OWN_PROVIDERS or self._provider in registered_providers()

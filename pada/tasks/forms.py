@@ -118,7 +118,8 @@ class SampleForm:
     `in_context`: the item belongs to the training example it was written from (SQuAD: a new question
     about the same context); `turns` then takes (item, that example's prompt), and `check` says why an
     item does not fit it (None: it fits). `content_rule` replaces the generation prompts' "change the
-    content" line (a span form keeps the context)."""
+    content" line (a span form keeps the context); `strategy_scope` tells the pattern and strategy writers
+    what such a sample can vary at all (a span sample cannot change its paragraph's topic)."""
 
     name: str
     item: type[BaseModel]
@@ -129,6 +130,7 @@ class SampleForm:
     in_context: bool = False
     check: Callable[[BaseModel, str], str | None] | None = None
     content_rule: str = ""
+    strategy_scope: str = ""
 
     def build(self, item: BaseModel, original_prompt: str) -> tuple[str, str]:
         """(user turn, assistant reply) for a generated item written from `original_prompt`."""
@@ -242,4 +244,11 @@ SPAN_FORM = SampleForm(
     'context and the instruction line; an answer that is not in the context is discarded.',
     _span_turns, span_question, in_context=True, check=_span_check,
     content_rule="Keep the same context paragraph: ask new questions about other facts in it, each answered by "
-                 "a different span of it; do not repeat the example's question.")
+                 "a different span of it; do not repeat the example's question.",
+    # Measured (quickstart, 1.5B teacher): without this, patterns and strategies named the topics of single
+    # failures ("Sicily Language Identification"), the generator then asked about Sicily beside paragraphs on
+    # DNA or steel, and more than half of the answers it wrote were not spans of their paragraph (thrown away).
+    strategy_scope="New training examples keep one training paragraph verbatim and ask a new question about it "
+                   "whose answer is a span of that paragraph: name the kind of question and of answer span (a "
+                   "date, a number, a name in a list, a cause, a span after a negation, ...), never a topic, a "
+                   "fact or a paragraph of the failures.")
