@@ -155,41 +155,7 @@ def test_api_base_without_any_key_works_for_keyless_servers(monkeypatch):
     assert result.ok and result.value == "plain text"
 
 
-# -- local/ models: llama-server on this machine (here the stub stands in for it) --------------------
-
-
-@pytest.fixture
-def local_stub(monkeypatch):
-    """A `local/...` client's requests go to the stub, as they would to the llama-server it started."""
-    def serve(answer):
-        stub = StubServer(answer)
-        monkeypatch.setattr(LLMClient, "_local_route", lambda self: ("openai/stub-local", stub.api_base))
-        return stub
-    return serve
-
-
-def test_a_local_model_gets_the_schema_as_a_grammar_not_as_prompt_text(local_stub):
-    with local_stub(lambda body: chat_reply(body, '{"label": "ok", "score": 3}')) as stub:
-        client = LLMClient(LLMConfig(model="local/grammar-only"))
-        result = client.complete_json([{"role": "user", "content": "Rate it."}], Verdict, stage="quality")
-    assert result.ok and result.value == Verdict(label="ok", score=3)
-    body = stub.requests[0]["body"]
-    assert body["response_format"]["json_schema"]["name"] == "Verdict"
-    assert body["messages"] == [{"role": "user", "content": "Rate it."}]  # no JSON schema text to read
-
-
-def test_a_local_server_refusing_the_schema_gets_it_in_the_prompt_instead(local_stub):
-    def answer(body):
-        if "response_format" in body:
-            return error_reply(400, "response_format: failed to parse grammar")
-        return chat_reply(body, '{"label": "ok", "score": 4}')
-
-    with local_stub(answer) as stub:
-        client = LLMClient(LLMConfig(model="local/refuses-schema"))
-        result = client.complete_json([{"role": "user", "content": "Rate it."}], Verdict, stage="quality")
-    assert result.ok
-    assert ["response_format" in r["body"] for r in stub.requests] == [True, False]
-    assert '"score"' in stub.requests[1]["body"]["messages"][-1]["content"]
+# -- local/ models: llama-server on this machine's CPU ---------------------------------------------
 
 
 def test_a_local_model_waits_longer_before_a_timeout_than_a_remote_one():

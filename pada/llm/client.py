@@ -15,8 +15,10 @@ An in-process model (a test's fake, an experiment's own) plugs in with
 What the client adds on top of `litellm.completion`:
 - structured output: `response_format` json_schema where the provider takes it
   (dropped for good per model after a 400 that names it) plus the schema in the
-  prompt (not for local/ models: llama-server's grammar holds the reply to it); replies are repaired, validated with pydantic and, on a validation
-  error, re-asked with the error shown (`schema_retries` times);
+  prompt, also for local/ models whose grammar enforces it (measured: without the
+  schema text the bundled 0.5B judge's scores went from all 9-10 to all 1-5);
+  replies are repaired, validated with pydantic and, on a validation error,
+  re-asked with the error shown (`schema_retries` times);
 - retries with exponential backoff + jitter on rate limits, timeouts,
   connection errors and 5xx, honouring Retry-After; never on other 4xx;
 - bounded concurrency (`complete_json_many`, and a semaphore shared by all
@@ -396,11 +398,7 @@ class LLMClient:
     def _request(self, request: JSONRequest) -> tuple[dict[str, Any], str]:
         """(litellm params, cache key) of a request: the one place a request is built, for direct calls and
         batch lines alike."""
-        # llama-server turns the schema into a grammar the reply cannot leave, and every prompt names its
-        # fields in words: the schema's JSON text would only add ~200-300 tokens to read per call, which is
-        # most of a local call's cost on a CPU. Servers that may ignore response_format get it in the prompt.
-        prompt = (list(request.messages) if self._grammar_enforced()
-                  else with_schema_instruction(request.messages, request.schema))
+        prompt = with_schema_instruction(request.messages, request.schema)
         params = {
             "model": self.config.model,
             "messages": prompt,
@@ -458,10 +456,7 @@ class LLMClient:
                     response = litellm.completion(**kwargs)
             except Exception as exc:  # litellm maps every provider error into its exception family
                 if "response_format" in kwargs and _rejects_response_format(exc):
-                    enforced = self._grammar_enforced()
                     self._drop_response_format()
-                    if enforced:  # the prompt left the schema to the grammar: now it must say it
-                        params = {**params, "messages": with_schema_instruction(params["messages"], schema)}
                     continue
                 if not _is_retryable(exc, in_process=self._in_process()):
                     raise _GaveUp(self._redact(f"{_kind(exc)}: {_message(exc)}")) from exc
@@ -563,10 +558,6 @@ class LLMClient:
                                     or registered_providers().get(self._provider, False)
                                     or _litellm_says_schema_ok(self.config.model))
         return self._schema_support
-
-    def _grammar_enforced(self) -> bool:
-        """The reply is held to the schema by our own llama-server's grammar (not merely requested)."""
-        return self._is_local() and self._wants_response_format()
 
     def _in_process(self) -> bool:
         return self._provider in _OWN_PROVIDERS or self._provider in registered_providers()
