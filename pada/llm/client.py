@@ -165,7 +165,7 @@ class LLMConfig:
         default=None,
         metadata={"help": "per-request timeout in seconds; null = 120 for a remote server, 1800 for a local/ model "
                           "(a CPU llama-server works through its queue for minutes, and a request retried after a "
-                          "timeout is read again from the start)"})
+                          "timeout is answered again from the start)"})
     cache_dir: Path | None = field(default=None, metadata={"help": "on-disk reply cache; None = no cache"})
     extra_params: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "passed through to litellm.completion, e.g. {'top_p': 0.9}"}
