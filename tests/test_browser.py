@@ -322,12 +322,22 @@ def grid_column(page, column: str, *, beside: str) -> list[str]:
     found = page.wait_for_function(FIND_GRID, arg=[column, beside])
     grid = page.locator('[data-testid="stDataFrame"]').nth(found.json_value() - 1)
     values: dict[int, str] = {}
-    for _ in range(1000):
+    last = None
+    for _ in range(2000):
         seen = grid.evaluate(GRID_ROWS, column)
+        if seen != last:
+            # After a scroll the grid redraws the rows in view, and until it is done a row's index and text
+            # can disagree (seen on a loaded machine: row 14 read with an id from far down the table): only two equal
+            # looks in a row are taken.
+            last = seen
+            page.wait_for_timeout(150)
+            continue
         values.update({int(row): text for row, text in seen["rows"]})
         if seen["end"]:
             return [values[row] for row in sorted(values)]
-        page.wait_for_timeout(150)  # the grid draws the rows now in view
+        grid.evaluate("element => { element.querySelector('.dvn-scroller').scrollTop += 100; }")
+        last = None
+        page.wait_for_timeout(150)
     raise AssertionError(f"could not scroll to the end of the table with {column!r}")
 
 
@@ -338,8 +348,8 @@ FIND_GRID = """([column, beside]) => 1 + [...document.querySelectorAll('[data-te
   return shown.includes(column) && shown.includes(beside);
 })"""
 
-# One look at a grid: the (row index, text of `column`) of the rows in view, then a scroll down; `end` once
-# the last row (aria-rowcount counts the header row too) has been seen.
+# One look at a grid: the (row index, text of `column`) of the rows in view; `end` once the last row
+# (aria-rowcount counts the header row too) is among them.
 GRID_ROWS = """(element, column) => {
   const table = element.querySelector('table[role=grid]');
   const header = [...table.querySelectorAll('th')].find(th => th.innerText.trim() === column);
@@ -348,7 +358,6 @@ GRID_ROWS = """(element, column) => {
       tr.querySelector(`td[aria-colindex="${index}"]`).innerText.trim()]);
   const total = Number(table.getAttribute('aria-rowcount'));
   const end = total <= 1 || rows.some(([row]) => Number(row) === total);
-  if (!end) element.querySelector('.dvn-scroller').scrollTop += 100;
   return {rows, end};
 }"""
 
