@@ -327,8 +327,8 @@ def grid_column(page, column: str, *, beside: str) -> list[str]:
         seen = grid.evaluate(GRID_ROWS, column)
         if seen != last:
             # After a scroll the grid redraws the rows in view, and until it is done a row's index and text
-            # can disagree (seen on a loaded machine: row 14 read with an id from far down the table): only two equal
-            # looks in a row are taken.
+            # can disagree (seen on a loaded machine: row 14 read with an id from far down the table): only
+            # two equal looks in a row are taken.
             last = seen
             page.wait_for_timeout(150)
             continue
