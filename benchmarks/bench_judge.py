@@ -5,14 +5,15 @@ planted set of pada/agents/canaries.py: one bad sample of every kind the task's 
 broken format or non-span, copy of the original, mismatched answer) and `--controls` real training
 examples shown as samples, shuffled and sent `--batch` at a time through the same prompt and schema as the
 pipeline's quality control (`pada.agents.quality.judge_batches`, threshold 7). Prints, per kind, how many
-the judge rejected, then the catch rate (bad samples rejected / scored) and the control acceptance
-(training examples accepted / scored). Goal (issue 12): catch rate >= 80%, control acceptance >= 70%.
+the judge rejected by its scores alone (the paper's judge) and with the answer check (the judge answers
+each question itself, pada/agents/quality.py), from the same replies, then the catch rate (bad samples
+rejected / scored) and the control acceptance (training examples accepted / scored). Goal (issue 12): catch rate >= 80%, control acceptance >= 70%.
 
 Any litellm model string works, through `LLMClient`: `local/qwen2.5-coder-0.5b`,
 `local/qwen2.5-coder-1.5b` (bundled, served by llama-server), `openai/<m> --api-base URL`, ...
 
 Run:  .venv/bin/python benchmarks/bench_judge.py --judge local/qwen2.5-coder-0.5b --task gsm8k --n 10
-      [--with-strategy] [--batch 3] [--controls 2] [--seed 0] [--json]
+      [--with-strategy] [--batch 3] [--controls 2] [--seed 0] [--json] [--show]
 Replies are not cached (each run measures the judge); cost: ceil((kinds + controls) / batch) calls per example.
 """
 
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--with-strategy", action="store_true", help="judge as pattern batches (adherence too)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--show", action="store_true", help="also print every sample's answer and the judge's own")
     args = parser.parse_args(argv)
 
     calls = planted_calls(args.task, args.n, args.controls, args.batch, args.seed, args.with_strategy)
@@ -93,24 +95,43 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     verdicts = [record(verdict, result) for (_, _, batch_verdicts), batch_results in zip(calls, results)
                 for verdict, result in zip(batch_verdicts, batch_results)]
+    # The verdict of the scores alone (the paper's judge), from the same replies: side by side with the answer check's.
+    by_scores = [verdict.model_copy(update={"passed": verdict.ok and verdict.average >= QCConfig().threshold})
+                 for verdict in verdicts]
+    flat = [result for batch_results in results for result in batch_results]
     per_kind: dict[str, dict[str, int]] = {}
-    for v in verdicts:
-        row = per_kind.setdefault(v.kind, {"shown": 0, "scored": 0, "rejected": 0})
+    for v, alone, result in zip(verdicts, by_scores, flat):
+        row = per_kind.setdefault(v.kind, {"shown": 0, "scored": 0, "rejected": 0, "rejected_by_scores": 0,
+                                           "answered": 0})
         row["shown"] += 1
         row["scored"] += v.ok
         row["rejected"] += v.ok and not v.passed
+        row["rejected_by_scores"] += alone.ok and not alone.passed
+        row["answered"] += result.answer_agrees is not None
     summary = {"judge": args.judge, "task": args.task, "n": args.n, "calls": len(calls),
-               "seconds": round(seconds, 1), **summarise(verdicts), "per_kind": per_kind}
+               "seconds": round(seconds, 1), **summarise(verdicts), "per_kind": per_kind,
+               "scores_alone": summarise(by_scores)}
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"judge {args.judge} on {args.task}: {len(calls)} calls, {seconds:.1f} s")
+    print(f"judge {args.judge} on {args.task}: {len(calls)} batches, {seconds:.1f} s")
+    print(f"  {'kind':<13} {'scores alone':>14} {'with the answer check':>22}  (judge answered)")
     for kind, row in sorted(per_kind.items()):
-        verb, count = ("accepted", row["scored"] - row["rejected"]) if kind == CONTROL else ("rejected", row["rejected"])
-        print(f"  {kind:<13} {verb} {count}/{row['scored']} scored ({row['shown']} shown)")
+        if kind == CONTROL:
+            verb, alone, checked = "accepted", row["scored"] - row["rejected_by_scores"], row["scored"] - row["rejected"]
+        else:
+            verb, alone, checked = "rejected", row["rejected_by_scores"], row["rejected"]
+        scored = row["scored"]
+        print(f"  {kind:<13} {f'{alone}/{scored}':>14} {f'{checked}/{scored}':>22}  "
+              f"({row['answered']}/{row['shown']}) {verb}")
+    if args.show:
+        for v, result in zip(verdicts, flat):
+            print(f"  {v.kind:<13} {'passed' if v.passed else 'rejected':<9} sample {v.messages[-1]['content']!r}"
+                  f" judge {result.judge_answer!r}")
     rate = lambda value: "n/a" if value is None else f"{100 * value:.0f}%"  # noqa: E731
-    print(f"catch rate {rate(summary['catch_rate'])} (goal >= 80%), control acceptance "
-          f"{rate(summary['control_acceptance'])} (goal >= 70%)")
+    for label, numbers in (("scores alone", summary["scores_alone"]), ("with the answer check", summary)):
+        print(f"{label}: catch rate {rate(numbers['catch_rate'])} (goal >= 80%), control acceptance "
+              f"{rate(numbers['control_acceptance'])} (goal >= 70%)")
     return 0
 
 

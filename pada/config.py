@@ -111,9 +111,11 @@ def _local_generator() -> LLMConfig:
 
 
 def _local_judge() -> LLMConfig:
-    """A different model from the generator (the paper uses another family against self-enhancement bias;
-    offline only the smaller sibling is bundled)."""
-    return LLMConfig(model="local/qwen2.5-coder-0.5b", concurrency=4)
+    """The generator's model. The paper judges with another family (against self-enhancement bias); offline
+    only the 0.5B sibling is bundled, and it was picked by the judge check (benchmarks/bench_judge.py, SQuAD,
+    answer check on): it accepted 5 of 12 real training examples shown as samples, the 1.5B 8 of 12; both
+    scored every bad sample 8-10, so only the blind answer check catches anything (README)."""
+    return LLMConfig(model="local/qwen2.5-coder-1.5b", concurrency=4)
 
 
 @dataclass

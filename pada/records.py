@@ -170,6 +170,8 @@ class QCResult(BaseModel):
     passed: bool = False
     ok: bool = True  # False when the judge's call failed
     raw: str | None = None
+    judge_answer: str | None = None  # the answer check: the judge's own answer to the question
+    answer_agrees: bool | None = None  # whether the sample's answer agrees with it (None: not checked)
 
 
 class LLMCall(BaseModel):

@@ -95,6 +95,9 @@ def review_one(store, iteration: int, page_samples: list, locked: bool, written:
     for col, name in zip(cols, ("average", "adherence", "utility", "relevance"), strict=True):
         value = scores.get(name)
         col.metric(name.capitalize(), "–" if value is None else f"{value:.1f}" if name == "average" else value)
+    if stored.qc and stored.qc.judge_answer is not None:
+        verdict = "agrees" if stored.qc.answer_agrees else "does not agree: not accepted by QC"
+        st.markdown(f"**Judge's own answer:** {stored.qc.judge_answer} (the sample's answer {verdict})")
     if stored.qc and stored.qc.feedback:
         st.markdown(f"**Judge feedback:** {stored.qc.feedback}")
     pair(store, iteration, stored, written)
@@ -143,6 +146,7 @@ def attempts(store, iteration: int, stored) -> None:
         "attempt": st.column_config.NumberColumn("Attempt", format="%d"),
         "average": st.column_config.NumberColumn("Average", format="%.1f"),
         "passed": st.column_config.CheckboxColumn("Passed"),
+        "judge_answer": st.column_config.TextColumn("Judge's answer", width="medium"),
         "feedback": st.column_config.TextColumn("Judge feedback", width="large"),
         "question": st.column_config.TextColumn("Question", width="large"),
         "answer": st.column_config.TextColumn("Answer", width="medium"),

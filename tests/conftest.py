@@ -81,6 +81,9 @@ def tiny_run_config(model_dir, **overrides) -> dict:
         "analysis": {"max_failures": 10, "batch_size": 5},
         "clustering": {"k_max": 4},
         "generation": {"batch_size": 2},
+        # The stand-in's answer check is a crude reader (doubles/scripted_generation.py) that would reject
+        # most samples and controls; tests of the check turn it on (tests/test_answer_check.py).
+        "qc": {"answer_check": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

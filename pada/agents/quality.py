@@ -21,10 +21,20 @@ Here:
   >= threshold are accepted; the others are rejected. Every attempt and every
   score is returned, nothing is thrown away.
 
+The answer check (beyond the paper; `answer_check`): where the task's sample form can compare two answers
+(SQuAD spans by token F1, option letters), the judge is also asked, in one more call per context in the
+batch (sent with the scoring calls), to answer the questions itself without seeing their answers. A sample whose answer
+the judge's does not agree with is not accepted, whatever its scores, and the judge's answer goes into its
+feedback. Why: measured with benchmarks/bench_judge.py on SQuAD, both bundled judges scored every planted
+bad sample (a wrong span, a non-span, a mismatched question) 8-10 like the real ones, so scores alone
+let every wrong answer through; answering a question from its paragraph is a task they can do. The batch
+rule above (mean score) still alone decides regeneration, so the check costs no extra generation.
+
 After the judge, `unfit_samples` names the accepted samples training must not
 get anyway: format breakers, repeats and near copies (a weak judge passes them).
 
-`QCResult.passed` means "this sample's own average reached the threshold"; a
+`QCResult.passed` means "this sample's own average reached the threshold (and, where the judge answered
+it, its answer agreed)"; a
 sample with passed=True in a superseded attempt was still discarded because
 its batch was regenerated. `QCOutcome.accepted` is the authority.
 """
@@ -44,6 +54,7 @@ from pada.tasks.forms import SampleForm
 
 STAGE = "quality"
 PROMPT = "quality"  # pada/llm/prompts/quality.jinja2
+ANSWER_PROMPT = "answer_check"  # pada/llm/prompts/answer_check.jinja2
 
 
 @dataclass
@@ -56,6 +67,7 @@ class QCConfig:
     qc_disabled: bool = field(default=False, metadata={"help": "Ablation 'without quality control': accept every sample without calling the judge (still recorded)."})
     max_field_chars: int = field(default=1500, metadata={"help": "Questions and answers shown to the judge are cut to this many characters so a batch fits a small model's window."})
     canaries: int = field(default=6, metadata={"help": "Planted samples slipped into each QC stage's first-round judge batches to check the judge (pada/agents/canaries.py; beyond the paper): a third are real training examples it should accept (6 = 4 bad + 2 controls). Their verdicts are recorded (catch rate in `pada status` and the dashboard) and never enter training or the sample counts. 0: none."})
+    answer_check: bool = field(default=True, metadata={"help": "Beyond the paper: where the task's answers can be compared in code (SQuAD spans, option letters), the judge also answers each sample's question without seeing its answer (one more call per batch), and a sample it disagrees with is rejected. false: scores alone decide, as in the paper."})
     max_similarity: float = field(default=0.9, metadata={"help": "After QC, a pattern or error sample whose question shares more than this fraction of its words (Jaccard) with a training question or an earlier sample is dropped as a near copy (small generators often return the example); rephrasings only need to differ. 1.0: drop exact repeats only."})
 
     def __post_init__(self) -> None:
@@ -99,6 +111,17 @@ class StrategySampleJudgement(BaseModel):
     adherence: Score10
     utility: Score10
     relevance: Score10
+
+
+class JudgeAnswer(BaseModel):
+    sample_idx: int
+    answer: str
+
+
+@lru_cache(maxsize=None)
+def answers_schema(count: int) -> type[BaseModel]:
+    """`{"answers": [JudgeAnswer] * count}`: the judge's own answers to a batch's questions."""
+    return create_model("JudgeAnswers", answers=(list[JudgeAnswer], Field(min_length=count, max_length=count)))
 
 
 @lru_cache(maxsize=None)
@@ -169,14 +192,39 @@ def shown_question(batch: QCBatch, question: str) -> str:
     return question
 
 
-def usable_judgements(result, with_strategy: bool) -> list[BaseModel]:
-    """The judgements in a reply: the validated value or, when validation failed (wrong count,
+def answer_groups(form: SampleForm, samples: list[SyntheticSample]) -> dict[str, list[int]]:
+    """Sample positions by the context their question keeps ("" for forms without one), in order.
+
+    Measured (bench_judge, SQuAD, the 0.5B): with three questions on three paragraphs in one prompt the
+    judge answered them from the wrong paragraphs (1 of 12 controls agreed); one call per context keeps
+    each question beside its own paragraph, and a batch's generated samples all share their original's."""
+    groups: dict[str, list[int]] = {}
+    for pos, sample in enumerate(samples):
+        groups.setdefault(form.new_part(sample.question)[0] if form.in_context else "", []).append(pos)
+    return groups
+
+
+def answer_messages(form: SampleForm, context: str, questions: list[str], max_chars: int = 1500) -> list[dict]:
+    """The answer check's chat messages: the questions asked of one context (shown once), never the
+    samples' answers. `questions`: the user turns; under a context, only their new part is shown."""
+    from pada.llm.prompts import render
+
+    shown = [truncate(form.new_part(question)[1] if context else question, max_chars) for question in questions]
+    return render(ANSWER_PROMPT, context=truncate(context, max_chars * 2), questions=shown, rule=form.answer_rule)
+
+
+def checks_answers(batch: QCBatch, config: QCConfig) -> bool:
+    return config.answer_check and batch.form is not None and batch.form.answers_agree is not None
+
+
+def usable_items(result, key: str, item: type[BaseModel]) -> list[BaseModel]:
+    """The items under `key` in a reply: the validated value or, when validation failed (wrong count,
     one bad item), every item of the raw text that validates on its own."""
     if result.ok and result.value is not None:
-        return list(result.value.scores)
+        return list(getattr(result.value, key))
     from pada.llm.jsonparse import salvage_items
 
-    return salvage_items(result.raw, "scores", StrategySampleJudgement if with_strategy else SampleJudgement)
+    return salvage_items(result.raw, key, item)
 
 
 def match_judgements(items: list[BaseModel], count: int) -> dict[int, BaseModel]:
@@ -211,7 +259,8 @@ def _failed_result(sample: SyntheticSample, attempt: int, why: str, raw: str | N
 def read_judgement(samples: list[SyntheticSample], attempt: int, result, with_strategy: bool,
                    threshold: float) -> list[QCResult]:
     """One QCResult per sample from one judge reply; samples it failed to score get ok=False."""
-    found = match_judgements(usable_judgements(result, with_strategy), len(samples))
+    item = StrategySampleJudgement if with_strategy else SampleJudgement
+    found = match_judgements(usable_items(result, "scores", item), len(samples))
     out = []
     for pos, sample in enumerate(samples):
         if pos in found:
@@ -225,9 +274,31 @@ def read_judgement(samples: list[SyntheticSample], attempt: int, result, with_st
     return out
 
 
+def apply_answers(samples: list[SyntheticSample], results: list[QCResult], reply, form: SampleForm
+                  ) -> list[QCResult]:
+    """`results` with the judge's own answers (one answer call's `reply` for these samples): a sample whose
+    answer disagrees with the judge's does not pass, and its feedback says what the judge answered. A sample
+    the judge gave no answer keeps its scores' verdict (`answer_agrees` None): a failed call costs the check only."""
+    found = match_judgements(usable_items(reply, "answers", JudgeAnswer), len(samples))
+    out = []
+    for pos, (sample, result) in enumerate(zip(samples, results)):
+        if pos not in found:
+            out.append(result)
+            continue
+        answer = found[pos].answer.strip()
+        agrees = form.answers_agree(sample.answer, answer)
+        update = {"judge_answer": answer, "answer_agrees": agrees}
+        if not agrees:
+            said = f"The judge's own answer is {truncate(answer, 120)!r}, not {truncate(sample.answer, 120)!r}."
+            update |= {"passed": False, "feedback": f"{said} {result.feedback}".strip()}
+        out.append(result.model_copy(update=update))
+    return out
+
+
 def judge_batches(judge, batches: list[QCBatch], samples: list[list[SyntheticSample]], attempt: int,
                   config: QCConfig) -> list[list[QCResult]]:
-    """Score each batch with one judge call (all calls concurrent). Empty batches get no call."""
+    """Score each batch with one judge call and, with the answer check, have the judge answer its questions
+    (one more call per context in the batch); all calls concurrent. Empty batches get no call."""
     from pada.llm import JSONRequest
 
     todo = [i for i, batch_samples in enumerate(samples) if batch_samples]
@@ -235,10 +306,24 @@ def judge_batches(judge, batches: list[QCBatch], samples: list[list[SyntheticSam
                             schema=judge_schema(len(samples[i]), batches[i].strategy is not None),
                             stage=STAGE, temperature=config.temperature)
                 for i in todo]
-    results = judge.complete_json_many(requests) if requests else []
+    asked: list[tuple[int, list[int]]] = []  # (batch, sample positions) of each answer call
+    for i in (i for i in todo if checks_answers(batches[i], config)):
+        form = batches[i].form
+        for context, positions in answer_groups(form, samples[i]).items():
+            questions = [samples[i][pos].question for pos in positions]
+            requests.append(JSONRequest(messages=answer_messages(form, context, questions, config.max_field_chars),
+                                        schema=answers_schema(len(positions)), stage=STAGE,
+                                        temperature=config.temperature))
+            asked.append((i, positions))
+    replies = judge.complete_json_many(requests) if requests else []
     out: list[list[QCResult]] = [[] for _ in samples]
-    for i, result in zip(todo, results):
-        out[i] = read_judgement(samples[i], attempt, result, batches[i].strategy is not None, config.threshold)
+    for i, reply in zip(todo, replies):
+        out[i] = read_judgement(samples[i], attempt, reply, batches[i].strategy is not None, config.threshold)
+    for (i, positions), reply in zip(asked, replies[len(todo):]):
+        checked = apply_answers([samples[i][pos] for pos in positions], [out[i][pos] for pos in positions],
+                                reply, batches[i].form)
+        for pos, result in zip(positions, checked):
+            out[i][pos] = result
     return out
 
 

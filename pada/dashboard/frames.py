@@ -362,8 +362,8 @@ def qc_scores(stored: StoredSample) -> dict[str, Any]:
             "passed": qc.passed}
 
 
-ATTEMPT_COLUMNS = ["attempt", "adherence", "utility", "relevance", "average", "passed", "feedback", "question",
-                   "answer"]
+ATTEMPT_COLUMNS = ["attempt", "adherence", "utility", "relevance", "average", "passed", "judge_answer", "feedback",
+                   "question", "answer"]
 
 
 def attempts_frame(store: RunStore, iteration: int, sample_id: str) -> pd.DataFrame:
@@ -374,6 +374,7 @@ def attempts_frame(store: RunStore, iteration: int, sample_id: str) -> pd.DataFr
         qc, sample = attempt.qc, attempt.sample
         rows.append({
             "attempt": sample.attempt, **{k: getattr(qc, k) if qc else None for k in ATTEMPT_COLUMNS[1:6]},
+            "judge_answer": qc.judge_answer if qc else None,  # the answer check's, where the form has one
             "feedback": qc.feedback if qc else "", "question": sample.question, "answer": sample.answer,
         })
     return pd.DataFrame(rows, columns=ATTEMPT_COLUMNS)

@@ -35,7 +35,7 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from pada.tasks.scoring import LETTERS, mc_answer, mc_prompt
+from pada.tasks.scoring import LETTERS, extract_choice, extract_span, mc_answer, mc_prompt, squad_f1
 
 # An option line of a multiple-choice prompt as `scoring.mc_prompt` writes it: "B. text" or "B) text".
 OPTION_LINE = re.compile(r"^\s*\(?([A-J])[.)]\s+\S", re.MULTILINE)
@@ -131,6 +131,10 @@ class SampleForm:
     check: Callable[[BaseModel, str], str | None] | None = None
     content_rule: str = ""
     strategy_scope: str = ""
+    # The QC judge's own answer (pada/agents/quality.py, the answer check): how it is told to answer, and
+    # whether its answer and a sample's agree. None: answers of this form cannot be compared in code.
+    answer_rule: str = ""
+    answers_agree: Callable[[str, str], bool] | None = None
 
     def build(self, item: BaseModel, original_prompt: str) -> tuple[str, str]:
         """(user turn, assistant reply) for a generated item written from `original_prompt`."""
@@ -225,6 +229,20 @@ def span_question(prompt: str) -> tuple[str, Callable[[str], str]]:
     return question, lambda text: span_prompt(context, _span_question(text) or question)
 
 
+SPAN_AGREEMENT = 0.5  # token F1 at which two spans name the same thing ("Brooklyn" / "in Brooklyn": 0.67)
+
+
+def spans_agree(answer: str, other: str) -> bool:
+    """Two answers to one SQuAD question agree: SQuAD token F1 >= SPAN_AGREEMENT (boundaries may differ)."""
+    return squad_f1(extract_span(other), answer) >= SPAN_AGREEMENT
+
+
+def letters_agree(answer: str, other: str) -> bool:
+    """Two multiple-choice answers name the same option letter."""
+    mine = extract_choice(answer, len(LETTERS))
+    return mine is not None and mine == extract_choice(other, len(LETTERS))
+
+
 FREE_FORM = SampleForm(
     "free", FreeItem, '"question" (the user message) and "answer" (the assistant reply)', _free_turns)
 CHOICE_FORM = SampleForm(
@@ -232,17 +250,21 @@ CHOICE_FORM = SampleForm(
     '"question" (the question text only), "options" (the option texts as a list, without letters; the same '
     'number of options as the example) and "answer_letter" (the letter of the correct option: A for the first '
     'option, B for the second, ...). The code adds the letters, the instruction line and the reply "The answer is X."',
-    _choice_turns, choice_stem)
+    _choice_turns, choice_stem,
+    answer_rule="Answer with the letter of the correct option.", answers_agree=letters_agree)
 NUMBER_FORM = SampleForm(
     "number", NumberItem,
     '"question" (the problem), "solution" (the worked solution, step by step) and "final_answer" (the final '
     'number only). The code ends the reply with "#### <final_answer>".', _number_turns)
+# (No answer check for maths: the judge would have to solve each problem, and how often a small local judge
+# gets GSM8K right is not measured here.)
 SPAN_FORM = SampleForm(
     "span", SpanItem,
     '"question" (a new question about the example\'s context, without the context itself) and "answer" (the '
     'answer: a short span, a few words, copied exactly from the context, same capitalisation). The code adds the '
     'context and the instruction line; an answer that is not in the context is discarded.',
     _span_turns, span_question, in_context=True, check=_span_check,
+    answer_rule=SPAN_INSTRUCTION, answers_agree=spans_agree,
     content_rule="Keep the same context paragraph: ask new questions about other facts in it, each answered by "
                  "a different span of it; do not repeat the example's question.",
     # Measured (quickstart, 1.5B teacher): without this, patterns and strategies named the topics of single

@@ -25,7 +25,7 @@ STAGE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "generation_pattern": ("GeneratedVariants",),
     "generation_error": ("GeneratedVariants",),
     "generation_rephrase": ("Rephrasings",),
-    "quality": ("JudgeScores", "JudgeScoresWithStrategy"),
+    "quality": ("JudgeScores", "JudgeScoresWithStrategy", "JudgeAnswers"),
 }
 
 

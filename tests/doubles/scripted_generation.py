@@ -12,6 +12,9 @@ valid JSON:
   schema's form fields (question / options / answer_letter, or question / solution / final_answer;
   for SQuAD's span form the example's question behind a lead-in, with the example's own span);
 - rephrasings: the question behind a different lead-in sentence;
+- answers (the QC answer check): a crude reader, not a solver: a SQuAD question is answered with the
+  first words of the context sentence sharing most words with it, less the question's own words; a
+  multiple-choice question with the letter of the option sharing most words with its stem;
 - judge: relevance from whether a sample's reply ends the way the original's does ("#### n",
   "The answer is X."), utility low for a verbatim copy of the original; feedback says why.
 
@@ -171,7 +174,42 @@ def judge_reply(messages: list[dict], schema: dict | None = None) -> str:
     return json.dumps({"scores": items})
 
 
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"\w+", text)}
+
+
+def _read_answer(context: str, question: str) -> str:
+    """The crude reader: see the module docstring."""
+    options = _OPTION.findall(question)
+    if options:
+        from pada.tasks.forms import choice_stem
+
+        stem = _words(choice_stem(question)[0])
+        return max(options, key=lambda option: len(_words(option[1]) & stem))[0]
+    asked = _words(question)
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", context) if s.strip()] or [""]
+    best = max(sentences, key=lambda sentence: len(_words(sentence) & asked))
+    return " ".join([w for w in best.split() if w.lower().strip(".,;:!?") not in asked][:4]).strip(".,;:!?")
+
+
+_QUESTION_BLOCK = re.compile(r"^\[Question (\d+)\]\n(.*?)(?=\n\[Question \d+\]|\nReturn \"answers\"|\Z)",
+                             re.DOTALL | re.MULTILINE)
+
+
+def answers_reply(messages: list[dict], schema: dict | None = None) -> str:
+    """`JudgeAnswers` for the answer-check prompt: one item per "[Question N]" block."""
+    text = _user_text(messages)
+    shared = re.match(r"Context: (.*?)\n\nAnswer each question", text, re.DOTALL)
+    items = []
+    for index, question in _QUESTION_BLOCK.findall(text):
+        own = re.match(r"Context: (.*?)\n\nQuestion: (.*)", question, re.DOTALL)
+        context = own.group(1) if own else (shared.group(1) if shared else "")
+        question = own.group(2) if own else question
+        items.append({"sample_idx": int(index), "answer": _read_answer(context, question) or "unknown"})
+    return json.dumps({"answers": items})
+
+
 def generation_script() -> dict[str, Handler]:
     """Handlers for every schema of pada.agents.generation and pada.agents.quality."""
     return {"GeneratedVariants": variants_reply, "Rephrasings": rephrasings_reply,
-            "JudgeScores": judge_reply, "JudgeScoresWithStrategy": judge_reply}
+            "JudgeScores": judge_reply, "JudgeScoresWithStrategy": judge_reply, "JudgeAnswers": answers_reply}
