@@ -7,7 +7,8 @@ examples shown as samples, shuffled and sent `--batch` at a time through the sam
 pipeline's quality control (`pada.agents.quality.judge_batches`, threshold 7). Prints, per kind, how many
 the judge rejected by its scores alone (the paper's judge) and with the answer check (the judge answers
 each question itself, pada/agents/quality.py), from the same replies, then the catch rate (bad samples
-rejected / scored) and the control acceptance (training examples accepted / scored). Goal (issue 12): catch rate >= 80%, control acceptance >= 70%.
+rejected / scored) and the control acceptance (training examples accepted / scored). Goal (issue 12):
+catch rate >= 80%, control acceptance >= 70%.
 
 Any litellm model string works, through `LLMClient`: `local/qwen2.5-coder-0.5b`,
 `local/qwen2.5-coder-1.5b` (bundled, served by llama-server), `openai/<m> --api-base URL`, ...
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'kind':<13} {'scores alone':>14} {'with the answer check':>22}  (judge answered)")
     for kind, row in sorted(per_kind.items()):
         if kind == CONTROL:
-            verb, alone, checked = "accepted", row["scored"] - row["rejected_by_scores"], row["scored"] - row["rejected"]
+            verb = "accepted"
+            alone, checked = row["scored"] - row["rejected_by_scores"], row["scored"] - row["rejected"]
         else:
             verb, alone, checked = "rejected", row["rejected_by_scores"], row["rejected"]
         scored = row["scored"]

@@ -23,9 +23,9 @@ Here:
 
 The answer check (beyond the paper; `answer_check`): where the task's sample form can compare two answers
 (SQuAD spans by token F1, option letters), the judge is also asked, in one more call per context in the
-batch (sent with the scoring calls), to answer the questions itself without seeing their answers. A sample whose answer
-the judge's does not agree with is not accepted, whatever its scores, and the judge's answer goes into its
-feedback. Why: measured with benchmarks/bench_judge.py on SQuAD, both bundled judges scored every planted
+batch (sent with the scoring calls), to answer the questions itself without seeing their answers. A sample
+whose answer disagrees with the judge's is not accepted, whatever its scores, and the judge's answer goes
+into its feedback. Why: measured with benchmarks/bench_judge.py on SQuAD, both bundled judges scored every planted
 bad sample (a wrong span, a non-span, a mismatched question) 8-10 like the real ones, so scores alone
 let every wrong answer through; answering a question from its paragraph is a task they can do. The batch
 rule above (mean score) still alone decides regeneration, so the check costs no extra generation.
@@ -67,7 +67,7 @@ class QCConfig:
     qc_disabled: bool = field(default=False, metadata={"help": "Ablation 'without quality control': accept every sample without calling the judge (still recorded)."})
     max_field_chars: int = field(default=1500, metadata={"help": "Questions and answers shown to the judge are cut to this many characters so a batch fits a small model's window."})
     canaries: int = field(default=6, metadata={"help": "Planted samples slipped into each QC stage's first-round judge batches to check the judge (pada/agents/canaries.py; beyond the paper): a third are real training examples it should accept (6 = 4 bad + 2 controls). Their verdicts are recorded (catch rate in `pada status` and the dashboard) and never enter training or the sample counts. 0: none."})
-    answer_check: bool = field(default=True, metadata={"help": "Beyond the paper: where the task's answers can be compared in code (SQuAD spans, option letters), the judge also answers each sample's question without seeing its answer (one more call per batch), and a sample it disagrees with is rejected. false: scores alone decide, as in the paper."})
+    answer_check: bool = field(default=True, metadata={"help": "Beyond the paper: where the task's answers can be compared in code (SQuAD spans, option letters), the judge also answers each sample's question without seeing its answer (one more call per context in a batch), and a sample it disagrees with is rejected. false: scores alone decide, as in the paper."})
     max_similarity: float = field(default=0.9, metadata={"help": "After QC, a pattern or error sample whose question shares more than this fraction of its words (Jaccard) with a training question or an earlier sample is dropped as a near copy (small generators often return the example); rephrasings only need to differ. 1.0: drop exact repeats only."})
 
     def __post_init__(self) -> None:
@@ -120,7 +120,7 @@ class JudgeAnswer(BaseModel):
 
 @lru_cache(maxsize=None)
 def answers_schema(count: int) -> type[BaseModel]:
-    """`{"answers": [JudgeAnswer] * count}`: the judge's own answers to a batch's questions."""
+    """`{"answers": [JudgeAnswer] * count}`: the judge's own answers to the questions asked of one context."""
     return create_model("JudgeAnswers", answers=(list[JudgeAnswer], Field(min_length=count, max_length=count)))
 
 
