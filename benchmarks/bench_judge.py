@@ -46,8 +46,11 @@ STRATEGY = Strategy(cluster_id=0, category_name="multi-step reasoning", strategy
 def planted_calls(task_name: str, n: int, controls: int, batch: int, seed: int, with_strategy: bool):
     """[(QCBatch, [SyntheticSample], [CanaryVerdict])] for `n` originals: every bad kind plus controls."""
     task = get_task(task_name)
-    pool = task.splits(train_size=max(n + 4, 12), val_size=2, test_size=2, seed=seed).train
     form = task.sample_form
+    # Planted samples are built from random other examples of the pool: a pool several times the number
+    # built keeps repeats rare (with 12 examples for 12 controls, one example was 4 of the 12).
+    wanted = n * (len(bad_kinds(form)) + controls)
+    pool = task.splits(train_size=max(n + 4, 12, 3 * wanted), val_size=2, test_size=2, seed=seed).train
     planter = CanaryPlanter(pool, form, count=0, seed=seed)
     rng = random.Random(f"bench_judge:{seed}")
     calls, number = [], 0

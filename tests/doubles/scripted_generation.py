@@ -199,13 +199,10 @@ _QUESTION_BLOCK = re.compile(r"^\[Question (\d+)\]\n(.*?)(?=\n\[Question \d+\]|\
 def answers_reply(messages: list[dict], schema: dict | None = None) -> str:
     """`JudgeAnswers` for the answer-check prompt: one item per "[Question N]" block."""
     text = _user_text(messages)
-    shared = re.match(r"Context: (.*?)\n\nAnswer each question", text, re.DOTALL)
-    items = []
-    for index, question in _QUESTION_BLOCK.findall(text):
-        own = re.match(r"Context: (.*?)\n\nQuestion: (.*)", question, re.DOTALL)
-        context = own.group(1) if own else (shared.group(1) if shared else "")
-        question = own.group(2) if own else question
-        items.append({"sample_idx": int(index), "answer": _read_answer(context, question) or "unknown"})
+    shared = re.match(r"Context: (.*?)\n\nAnswer each question", text, re.DOTALL)  # one context per call
+    context = shared.group(1) if shared else ""
+    items = [{"sample_idx": int(index), "answer": _read_answer(context, question) or "unknown"}
+             for index, question in _QUESTION_BLOCK.findall(text)]
     return json.dumps({"answers": items})
 
 
