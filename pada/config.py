@@ -114,7 +114,7 @@ def _local_judge() -> LLMConfig:
     """The generator's model. The paper judges with another family (against self-enhancement bias); offline
     the only other bundled model is the 0.5B sibling, and the judge check (benchmarks/bench_judge.py, SQuAD,
     answer check on) picked the 1.5B over it: the 0.5B accepted 5 of 12 real training examples shown as
-    samples, the 1.5B 8 of 12; both scored every bad sample 8-10, so only the blind answer check catches
+    samples, the 1.5B 10 of 12; both scored every bad sample 8-10, so only the blind answer check catches
     anything (README)."""
     return LLMConfig(model="local/qwen2.5-coder-1.5b", concurrency=4)
 
