@@ -95,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     calls = planted_calls(args.task, args.n, args.controls, args.batch, args.seed, args.with_strategy)
     judge = LLMClient(LLMConfig(model=args.judge, api_base=args.api_base, concurrency=args.concurrency))
     started = time.perf_counter()
-    results = judge_batches(judge, [c[0] for c in calls], [c[1] for c in calls], 1, QCConfig())
+    config = QCConfig()
+    results = judge_batches(judge, [c[0] for c in calls], [c[1] for c in calls], 1, config)
     seconds = time.perf_counter() - started
     verdicts = [record(verdict, result) for (_, _, batch_verdicts), batch_results in zip(calls, results)
                 for verdict, result in zip(batch_verdicts, batch_results)]
     # The verdict of the scores alone (the paper's judge), from the same replies: side by side with the answer check's.
-    by_scores = [verdict.model_copy(update={"passed": verdict.ok and verdict.average >= QCConfig().threshold})
+    by_scores = [verdict.model_copy(update={"passed": verdict.ok and verdict.average >= config.threshold})
                  for verdict in verdicts]
     flat = [result for batch_results in results for result in batch_results]
     per_kind: dict[str, dict[str, int]] = {}

@@ -25,10 +25,10 @@ The answer check (beyond the paper; `answer_check`): where the task's sample for
 (SQuAD spans by token F1, option letters), the judge is also asked, in one more call per context in the
 batch (sent with the scoring calls), to answer the questions itself without seeing their answers. A sample
 whose answer disagrees with the judge's is not accepted, whatever its scores, and the judge's answer goes
-into its feedback. Why: measured with benchmarks/bench_judge.py on SQuAD, both bundled judges scored every planted
-bad sample (a wrong span, a non-span, a mismatched question) 8-10 like the real ones, so scores alone
-let every wrong answer through; answering a question from its paragraph is a task they can do. The batch
-rule above (mean score) still alone decides regeneration, so the check costs no extra generation.
+into its feedback. Why: measured with benchmarks/bench_judge.py on SQuAD, both bundled judges scored every
+planted bad sample (a wrong span, a non-span, a mismatched question) 8-10 like the real ones, so scores
+alone let every wrong answer through; answering a question from its paragraph is a task they can do. The
+batch rule above (mean score) still alone decides regeneration, so the check costs no extra generation.
 
 After the judge, `unfit_samples` names the accepted samples training must not
 get anyway: format breakers, repeats and near copies (a weak judge passes them).
@@ -200,7 +200,7 @@ def answer_groups(form: SampleForm, samples: list[SyntheticSample]) -> dict[str,
     each question beside its own paragraph, and a batch's generated samples all share their original's."""
     groups: dict[str, list[int]] = {}
     for pos, sample in enumerate(samples):
-        groups.setdefault(form.new_part(sample.question)[0] if form.in_context else "", []).append(pos)
+        groups.setdefault(form.new_part(sample.question)[0], []).append(pos)  # "" unless the form keeps one
     return groups
 
 

@@ -373,8 +373,7 @@ def attempts_frame(store: RunStore, iteration: int, sample_id: str) -> pd.DataFr
     for attempt in store.sample_history(iteration, sample_id):
         qc, sample = attempt.qc, attempt.sample
         rows.append({
-            "attempt": sample.attempt, **{k: getattr(qc, k) if qc else None for k in ATTEMPT_COLUMNS[1:6]},
-            "judge_answer": qc.judge_answer if qc else None,  # the answer check's, where the form has one
+            "attempt": sample.attempt, **{k: getattr(qc, k) if qc else None for k in ATTEMPT_COLUMNS[1:7]},
             "feedback": qc.feedback if qc else "", "question": sample.question, "answer": sample.answer,
         })
     return pd.DataFrame(rows, columns=ATTEMPT_COLUMNS)
